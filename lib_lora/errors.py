@@ -1,0 +1,31 @@
+"""Typed errors that carry a one-line message meant for the user."""
+
+from __future__ import annotations
+
+
+class LoraStudioError(Exception):
+    """Base of every error LoRA Studio raises on purpose; ``str(err)`` is the user-facing message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class HeaderError(LoraStudioError):
+    """A file is not a readable safetensors file (truncated, oversized header, bad JSON, bad tensor entry)."""
+
+
+class SidecarError(LoraStudioError):
+    """A sidecar file (``<stem>.json``, ``.civitai.info``) cannot be read or written."""
+
+
+class LibraryError(LoraStudioError):
+    """The LoRA library (roots, index) cannot be used as asked."""
+
+
+class ResolveError(LoraStudioError):
+    """A LoRA name cannot be resolved to exactly one file."""
+
+
+class TrainingError(LoraStudioError):
+    """A training job cannot be planned, started or continued."""

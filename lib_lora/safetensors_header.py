@@ -1,0 +1,241 @@
+"""Bounded reader for the header of a ``.safetensors`` file.
+
+A safetensors file is an 8-byte little-endian length ``N``, then ``N`` bytes of UTF-8 JSON (an object
+mapping tensor names to ``{"dtype", "shape", "data_offsets"}`` plus an optional ``"__metadata__"``
+object of strings), then the tensor data. This module reads the length and the JSON only — never the
+tensor data — so a multi-GB LoRA or checkpoint costs one small read.
+
+Limits: a header larger than :data:`MAX_HEADER_BYTES` (100 MB, the same cap the reference
+``safetensors`` library applies) or larger than the file is refused before anything is allocated.
+Every failure raises :class:`~lib_lora.errors.HeaderError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from lib_lora.errors import HeaderError
+
+#: Largest JSON header accepted, in bytes (100 MB). Real SDXL LoRAs have ~300 kB headers,
+#: full SDXL checkpoints ~200 kB; anything near the cap is not a model file.
+MAX_HEADER_BYTES = 100_000_000
+
+#: Bits per element of every dtype the safetensors format defines.
+DTYPE_BITS: dict[str, int] = {
+    "BOOL": 8,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "C64": 64,
+    "F64": 64,
+    "I64": 64,
+    "U64": 64,
+}
+
+#: ``(dtype, shape)`` of one tensor.
+TensorInfo = tuple[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a safetensors header says: every tensor's dtype and shape, and the string metadata."""
+
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str] = field(default_factory=dict)
+    header_size: int = 0
+    file_size: int = 0
+
+    @property
+    def data_offset(self) -> int:
+        """Byte offset where tensor data starts (what A1111's addnet hash reads from)."""
+        return 8 + self.header_size
+
+    def shape(self, name: str) -> tuple[int, ...] | None:
+        info = self.tensors.get(name)
+        return info[1] if info is not None else None
+
+
+def _err(path: str | os.PathLike[str] | None, message: str) -> HeaderError:
+    where = f"{os.fspath(path)}: " if path is not None else ""
+    return HeaderError(f"{where}{message}")
+
+
+def read_header(path: str | os.PathLike[str], *, max_header_bytes: int = MAX_HEADER_BYTES) -> Header:
+    """Read and validate the header of the safetensors file at ``path``.
+
+    Reads at most ``8 + min(N, max_header_bytes)`` bytes. Raises :class:`HeaderError` for a missing or
+    unreadable file, a truncated file, an oversized header and every malformed entry.
+    """
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            prefix = fh.read(8)
+            if len(prefix) < 8:
+                raise _err(path, f"not a safetensors file: only {len(prefix)} bytes long (truncated?)")
+            (n,) = struct.unpack("<Q", prefix)
+            _check_length(path, n, size, max_header_bytes)
+            raw = fh.read(n)
+    except HeaderError:
+        raise
+    except IsADirectoryError:
+        raise _err(path, "is a folder, not a safetensors file") from None
+    except OSError as exc:
+        raise _err(path, f"cannot read: {exc.strerror or exc}") from None
+    if len(raw) < n:
+        raise _err(path, f"truncated: header says {n} bytes, file has {len(raw)} after the length prefix")
+    return parse_header_bytes(raw, file_size=size, path=path)
+
+
+def _check_length(path: str | os.PathLike[str] | None, n: int, size: int | None, cap: int) -> None:
+    if n > cap:
+        raise _err(path, f"header length {n} bytes exceeds the {cap}-byte limit (not a safetensors file?)")
+    if size is not None and n > size - 8:
+        raise _err(path, f"truncated: header says {n} bytes but the file has only {max(size - 8, 0)} after the length prefix")
+    if n < 2:
+        raise _err(path, f"header length {n} is too small to hold a JSON object")
+
+
+def parse_file_bytes(data: bytes, *, max_header_bytes: int = MAX_HEADER_BYTES) -> Header:
+    """Parse a whole safetensors file already in memory (length prefix, header and data)."""
+    if len(data) < 8:
+        raise _err(None, f"not a safetensors file: only {len(data)} bytes long (truncated?)")
+    (n,) = struct.unpack("<Q", data[:8])
+    _check_length(None, n, len(data), max_header_bytes)
+    return parse_header_bytes(data[8 : 8 + n], file_size=len(data))
+
+
+def parse_header_bytes(
+    raw: bytes, *, file_size: int | None = None, path: str | os.PathLike[str] | None = None
+) -> Header:
+    """Validate the JSON header ``raw`` (the ``N`` bytes after the length prefix).
+
+    ``file_size`` (the whole file's size) bounds the data offsets; without it only their internal
+    consistency is checked.
+    """
+    n = len(raw)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _err(path, f"header is not valid UTF-8 (byte {exc.start})") from None
+    if not text.lstrip().startswith("{"):
+        raise _err(path, "header is not a JSON object")
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise _err(path, f"header is not valid JSON: {str(exc).splitlines()[0][:120]}") from None
+    if not isinstance(obj, dict):
+        raise _err(path, "header is not a JSON object")
+
+    metadata = _metadata(obj.pop("__metadata__", None), path)
+    data_len = None if file_size is None else file_size - 8 - n
+    tensors: dict[str, TensorInfo] = {}
+    bits_of = DTYPE_BITS
+    for name, entry in obj.items():
+        if type(entry) is not dict:
+            raise _err(path, f"tensor {name!r}: entry is not an object")
+        dtype = entry.get("dtype")
+        shape = entry.get("shape")
+        offsets = entry.get("data_offsets")
+        bits = bits_of.get(dtype) if type(dtype) is str else None
+        if bits is None:
+            raise _err(path, f"tensor {name!r}: unknown dtype {dtype!r}")
+        if type(shape) is not list:
+            raise _err(path, f"tensor {name!r}: shape is not a list")
+        numel = 1
+        for dim in shape:
+            if type(dim) is not int or dim < 0:
+                raise _err(path, f"tensor {name!r}: bad shape {shape!r}")
+            numel *= dim
+        if type(offsets) is not list or len(offsets) != 2:
+            raise _err(path, f"tensor {name!r}: data_offsets must be [begin, end]")
+        begin, end = offsets
+        if type(begin) is not int or type(end) is not int or not 0 <= begin <= end:
+            raise _err(path, f"tensor {name!r}: bad data_offsets {offsets!r}")
+        nbits = numel * bits
+        if nbits % 8 or end - begin != nbits // 8:
+            raise _err(
+                path,
+                f"tensor {name!r}: data_offsets span {end - begin} bytes but {dtype} {shape} needs {nbits / 8:g}",
+            )
+        if data_len is not None and end > data_len:
+            raise _err(path, f"tensor {name!r}: data ends at byte {end}, past the end of the file (truncated?)")
+        tensors[name] = (dtype, tuple(shape))
+    return Header(tensors=tensors, metadata=metadata, header_size=n, file_size=file_size or 8 + n)
+
+
+def _metadata(raw: Any, path: str | os.PathLike[str] | None) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise _err(path, "__metadata__ is not an object")
+    # The format says values are strings; a few tools write numbers or nested objects. Keep them as
+    # JSON text rather than refusing a file the WebUI itself would load.
+    out: dict[str, str] = {}
+    for key, value in raw.items():
+        out[key] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def build_file_bytes(tensors: dict[str, tuple[str, tuple[int, ...]]], metadata: dict[str, str] | None = None,
+                     *, fill: bytes = b"\0") -> bytes:
+    """Serialise a valid safetensors file whose tensor data is ``fill`` repeated (tests, demo libraries).
+
+    Tensors are laid out in sorted name order, as the reference writer does.
+    """
+    header, data_len = header_json(tensors, metadata)
+    return struct.pack("<Q", len(header)) + header + (fill * data_len)[:data_len]
+
+
+def header_json(tensors: dict[str, tuple[str, tuple[int, ...]]], metadata: dict[str, str] | None = None
+                ) -> tuple[bytes, int]:
+    """The padded JSON header for ``tensors`` and the number of data bytes that must follow it."""
+    obj: dict[str, Any] = {}
+    if metadata:
+        obj["__metadata__"] = dict(metadata)
+    offset = 0
+    for name in sorted(tensors):
+        dtype, shape = tensors[name]
+        numel = 1
+        for d in shape:
+            numel *= d
+        nbytes = numel * DTYPE_BITS[dtype] // 8
+        obj[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(obj, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    return raw, offset
+
+
+def write_file(path: str | os.PathLike[str], tensors: dict[str, tuple[str, tuple[int, ...]]],
+               metadata: dict[str, str] | None = None, *, sparse: bool = False) -> int:
+    """Write a valid safetensors file with zeroed data; ``sparse`` leaves the data as a hole. Returns its size."""
+    header, data_len = header_json(tensors, metadata)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(header)))
+        fh.write(header)
+        if sparse:
+            fh.truncate(8 + len(header) + data_len)
+        else:
+            remaining = data_len
+            chunk = b"\0" * min(remaining, 1 << 20)
+            while remaining:
+                part = chunk[: min(remaining, len(chunk))]
+                fh.write(part)
+                remaining -= len(part)
+    return 8 + len(header) + data_len
