@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Any
 
 from lib_lora.errors import LoraStudioError
 
@@ -23,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _load(name: str):  # type: ignore[no-untyped-def]
+def _load(name: str) -> Any:
     return importlib.import_module(f"lib_lora.commands.{COMMANDS[name][0]}")
 
 

@@ -175,7 +175,7 @@ def parse_header_bytes(
             )
         if data_len is not None and end > data_len:
             raise _err(path, f"tensor {name!r}: data ends at byte {end}, past the end of the file (truncated?)")
-        tensors[name] = (dtype, tuple(shape))
+        tensors[name] = (str(dtype), tuple(shape))
     return Header(tensors=tensors, metadata=metadata, header_size=n, file_size=file_size or 8 + n)
 
 
