@@ -29,3 +29,7 @@ class ResolveError(LoraStudioError):
 
 class TrainingError(LoraStudioError):
     """A training job cannot be planned, started or continued."""
+
+
+class HashError(LoraStudioError):
+    """A file could not be read to the end for hashing (or hashing was cancelled)."""
