@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(60)
             time.sleep(pause)
             if skip:
-                if step < skip:
+                if step <= skip:
                     continue
                 # sd-scripts' bar counts only the remaining steps after --skip_until_initial_step
                 piece = piece.replace(f"| {step}/{total} ".encode(), f"| {step - skip}/{total - skip} ".encode())
