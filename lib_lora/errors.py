@@ -33,3 +33,7 @@ class TrainingError(LoraStudioError):
 
 class HashError(LoraStudioError):
     """A file could not be read to the end for hashing (or hashing was cancelled)."""
+
+
+class TrainerEnvironmentError(TrainingError):
+    """The trainer's own environment (venv, sd-scripts checkout) is missing or cannot be installed."""
