@@ -1,0 +1,385 @@
+"""LoRA Studio's WebUI glue (scripts/lora_studio.py + lib_lora/webui.py) run through a stand-in of the
+WebUI's ``modules`` that keeps the real call order (tests/webui_standin/README.md).
+
+Library: real files — copies of the real kohya outputs in the shared fixtures, the A1111 sidecar fixture,
+and checkpoint headers with real key names and shapes (tests/factory.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from factory import make_checkpoint
+from webui_standin.harness import StandinWebUI
+
+from lib_lora.rewrite import INFOTEXT_KEY, parse_infotext
+
+SD15 = "kohya-outputs/sd15-kohya-dim4-mychar.safetensors"  # ss_output_name "mylora", trigger "mychar"
+SDXL = "kohya-outputs/sdxl-kohya-unetonly.safetensors"  # ss_output_name "myxl"
+
+
+def _copy(fixtures_dir: Path, src: str, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(fixtures_dir / src, dest)
+    return dest
+
+
+@pytest.fixture(params=["a1111", "forge"])
+def flavor(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def webui(tmp_path: Path, fixtures_dir: Path, flavor: str):
+    """A stand-in WebUI with a small real library:
+
+    Lora/zk_alice.safetensors          SD1.5 (+ A1111 sidecar: activation text "zk_alice, red coat")
+    Lora/chars/kotori.safetensors      SD1.5
+    Lora/xl/myxl_style.safetensors     SDXL
+    Lora/a/dup.safetensors             SD1.5   } the same stem in two folders: the built-in table keeps
+    Lora/b/dup.safetensors             SDXL    } only one of them
+    Stable-diffusion/sd15.safetensors, sdxl.safetensors   checkpoint headers
+    """
+    w = StandinWebUI(tmp_path / "webui", flavor=flavor)
+    lora = w.lora_dir
+    _copy(fixtures_dir, SD15, lora / "zk_alice.safetensors")
+    shutil.copyfile(fixtures_dir / "sidecars" / "alice.json", lora / "zk_alice.json")
+    _copy(fixtures_dir, SD15, lora / "chars" / "kotori.safetensors")
+    _copy(fixtures_dir, SDXL, lora / "xl" / "myxl_style.safetensors")
+    _copy(fixtures_dir, SD15, lora / "a" / "dup.safetensors")
+    _copy(fixtures_dir, SDXL, lora / "b" / "dup.safetensors")
+    make_checkpoint(w.ckpt_dir, "sd15", "ckpt-sd1")
+    make_checkpoint(w.ckpt_dir, "sdxl", "ckpt-sdxl")
+    w.start()
+    w.select_checkpoint("sd15.safetensors")
+    w.wait_for_index()
+    yield w
+    w.stop()
+
+
+def _applied(sample: dict, key: str = "loras") -> list[tuple[str, str]]:
+    """(name the loader saw, file it applied) of one image."""
+    return [(name, Path(path).as_posix()) for name, path, _te, _unet in sample[key]]
+
+
+def _entry(infotext: str) -> str | None:
+    from modules import infotext_utils
+
+    return infotext_utils.parse_generation_parameters(infotext).get(INFOTEXT_KEY)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def test_settings_section_registered_with_defaults(webui: StandinWebUI) -> None:
+    labels = webui.shared.opts.data_labels
+    keys = [k for k in labels if k.startswith("lora_studio_")]
+    assert "lora_studio_enabled" in keys and "lora_studio_trigger_policy" in keys
+    assert "lora_studio_incompatible" in keys and "lora_studio_extra_roots" in keys
+    assert all(labels[k].section == ("lora_studio", "LoRA Studio") for k in keys)
+    assert webui.shared.opts.lora_studio_trigger_policy == "Insert if missing"
+    settings = webui.host().settings()
+    assert settings.enabled and settings.trigger_policy == "insert-if-missing" and settings.incompatible == "warn"
+
+
+def test_builtin_modules_are_the_webuis(webui: StandinWebUI) -> None:
+    """LoRA Studio uses the built-in Lora's `networks` module and never creates one of its own."""
+    from lib_lora import webui as glue
+
+    assert glue.builtin_networks() is sys.modules["networks"]
+    assert Path(sys.modules["networks"].__file__).parent.name == "Lora"
+    assert not any(Path(p).name in ("networks.py", "network.py", "lora.py") for p in Path(glue.__file__).parent.iterdir())
+
+
+def test_txt2img_resolves_inserts_trigger_words_and_records_infotext(webui: StandinWebUI) -> None:
+    processed = webui.txt2img("a portrait <lora:zk_alice:0.8>", "lowres")
+    p = processed.p
+    assert p.all_prompts == ["a portrait zk_alice, red coat, <lora:zk_alice:0.8>"]
+    assert p.all_negative_prompts == ["lowres, blurry, extra fingers"]
+    sample = processed.images[0]
+    assert sample["prompt"] == "a portrait zk_alice, red coat, "
+    assert _applied(sample) == [("zk_alice", (webui.lora_dir / "zk_alice.safetensors").as_posix())]
+    entry = _entry(processed.infotexts[0])
+    record = parse_infotext(entry)
+    assert record.words == ("zk_alice", "red coat")
+    assert record.negative_words == ("blurry", "extra fingers")
+    assert [r.relpath for r in record.loras] == ["zk_alice"]
+
+
+def test_batch_of_two_different_prompts_every_prompt_rewritten_and_warned(webui: StandinWebUI) -> None:
+    processed = webui.txt2img(["girl <lora:zk_alice:0.5>", "boy <lora:chars/kotori:1>"], ["", ""], batch_size=2)
+    p = processed.p
+    assert p.all_prompts[0] == "girl zk_alice, red coat, <lora:zk_alice:0.5>"
+    assert p.all_prompts[1] == "boy mychar, <lora:kotori:1>"  # relpath -> the loader's name; its trigger word
+    # The WebUI applies the first prompt's LoRAs to the whole batch: both images got zk_alice only.
+    assert [_applied(s) for s in processed.images] == [[("zk_alice", (webui.lora_dir / "zk_alice.safetensors").as_posix())]] * 2
+    warning = [c for c in p.comments if "different LoRAs" in c]
+    assert len(warning) == 1 and warning[0].startswith("LoRA Studio: ")
+    for info in processed.infotexts:
+        assert "different LoRAs" in " ".join(parse_infotext(_entry(info)).warnings)
+
+
+def test_batch_count_two_each_batch_gets_its_own_loras(webui: StandinWebUI) -> None:
+    processed = webui.txt2img(["<lora:zk_alice:1> a", "<lora:chars/kotori:1> b"], ["", ""], batch_size=1, n_iter=2)
+    files = [[Path(f).name for _, f in _applied(s)] for s in processed.images]
+    assert files == [["zk_alice.safetensors"], ["kotori.safetensors"]]
+    assert not any("different LoRAs" in c for c in processed.p.comments)
+    assert [parse_infotext(_entry(i)).loras[0].relpath for i in processed.infotexts] == ["zk_alice", "chars/kotori"]
+
+
+def test_styles_are_rewritten_too(webui: StandinWebUI) -> None:
+    webui.add_style("alice", "{prompt}, <lora:zk_alice:0.7>", "bad hands")
+    processed = webui.txt2img("on a bench", "", styles=["alice"])
+    assert processed.p.all_prompts == ["on a bench, zk_alice, red coat, <lora:zk_alice:0.7>"]
+    assert processed.p.all_negative_prompts == ["bad hands, blurry, extra fingers"]
+    assert [Path(f).name for _, f in _applied(processed.images[0])] == ["zk_alice.safetensors"]
+
+
+def test_hires_fix_prompts_get_the_same_rewrite(webui: StandinWebUI) -> None:
+    processed = webui.txt2img("a cat <lora:zk_alice:0.6>", "", enable_hr=True)
+    p = processed.p
+    assert p.all_hr_prompts == p.all_prompts == ["a cat zk_alice, red coat, <lora:zk_alice:0.6>"]
+    sample = processed.images[0]
+    assert _applied(sample, "hr_loras") == _applied(sample)
+    assert "Hires prompt" not in processed.infotexts[0]  # identical: the WebUI omits it
+
+
+def test_hires_prompt_of_its_own_is_rewritten(webui: StandinWebUI) -> None:
+    processed = webui.txt2img("a cat <lora:zk_alice:0.6>", "", enable_hr=True, hr_prompt="a cat, detailed <lora:chars/kotori:0.3>")
+    p = processed.p
+    assert p.all_hr_prompts == ["a cat, detailed mychar, <lora:kotori:0.3>"]
+    sample = processed.images[0]
+    assert [Path(f).name for _, f in _applied(sample, "hr_loras")] == ["kotori.safetensors"]
+    record = parse_infotext(_entry(processed.infotexts[0]))
+    assert {r.relpath for r in record.loras} == {"zk_alice", "chars/kotori"}
+
+
+def test_img2img_is_rewritten(webui: StandinWebUI) -> None:
+    processed = webui.img2img("<lora:chars/kotori:0.9> in the rain")
+    assert processed.p.all_prompts == ["mychar, <lora:kotori:0.9> in the rain"]
+    assert [Path(f).name for _, f in _applied(processed.images[0])] == ["kotori.safetensors"]
+
+
+def test_disabled_prompts_pass_through_unchanged(webui: StandinWebUI) -> None:
+    webui.set_option("lora_studio_enabled", False)
+    webui.add_style("s", "{prompt}, <lora:missing_one:1>")
+    processed = webui.txt2img("<lora:zk_alice:0.8> x", "neg", styles=["s"])
+    assert processed.p.all_prompts == ["<lora:zk_alice:0.8> x, <lora:missing_one:1>"]
+    assert processed.p.all_negative_prompts == ["neg"]
+    assert INFOTEXT_KEY not in processed.infotexts[0]
+    assert not any(c.startswith("LoRA Studio") for c in processed.p.comments)
+
+
+def test_missing_tag_removed_so_the_other_loras_still_load(webui: StandinWebUI, flavor: str) -> None:
+    processed = webui.txt2img("<lora:zk_alce:1> <lora:chars/kotori:1> x")
+    assert "zk_alce" not in processed.p.all_prompts[0]
+    # Forge would drop every LoRA of the batch on one miss; the removed tag keeps kotori loading on both.
+    assert [Path(f).name for _, f in _applied(processed.images[0])] == ["kotori.safetensors"]
+    comment = next(c for c in processed.p.comments if "zk_alce" in c)
+    assert "not found" in comment and "zk_alice" in comment  # did-you-mean
+    record = parse_infotext(_entry(processed.infotexts[0]))
+    assert record.missing and record.missing[0][0] == "zk_alce"
+
+
+def test_shadowed_duplicate_stem_loads_exactly_the_named_file(webui: StandinWebUI) -> None:
+    networks = webui.networks
+    builtin_pick = Path(networks.available_network_aliases["dup"].filename)
+    wanted = webui.lora_dir / ("a" if builtin_pick.parent.name == "b" else "b") / "dup.safetensors"
+    scans_before = networks.scan_count
+    processed = webui.txt2img(f"<lora:{wanted.parent.name}/dup:0.9> x")
+    sample = processed.images[0]
+    [(loader_name, applied)] = _applied(sample)
+    assert applied == wanted.as_posix()  # the built-in alone would have applied builtin_pick
+    assert loader_name != "dup" and loader_name in processed.p.all_prompts[0]
+    assert networks.scan_count == scans_before  # the name was registered: no rescan that clears the table
+    # The alias does not show up as an extra card on the built-in Lora page.
+    assert loader_name not in networks.available_networks
+
+
+def test_ambiguous_stem_is_removed_with_candidates(webui: StandinWebUI) -> None:
+    processed = webui.txt2img("<lora:dup:1> x")
+    assert "<lora:" not in processed.p.all_prompts[0]
+    comment = next(c for c in processed.p.comments if "ambiguous" in c)
+    assert "a/dup" in comment and "b/dup" in comment
+
+
+def test_infotext_round_trip_reproduces_the_image(webui: StandinWebUI) -> None:
+    networks = webui.networks
+    pick = Path(networks.available_network_aliases["dup"].filename)
+    other = "a" if pick.parent.name == "b" else "b"
+    first = webui.txt2img(f"portrait <lora:{other}/dup:0.9> <lora:zk_alice:0.5>", "lowres", seed=42)
+    info = first.infotexts[0]
+    params = webui.paste(info)  # PNG Info -> Send to txt2img (the built-in's paste handler runs first)
+    assert params["Prompt"] == first.p.all_prompts[0]
+    second = webui.txt2img(params["Prompt"], params["Negative prompt"], seed=int(params["Seed"]))
+    assert second.p.all_prompts == first.p.all_prompts  # not rewritten twice
+    assert second.p.all_negative_prompts == first.p.all_negative_prompts
+    assert _applied(second.images[0]) == _applied(first.images[0])
+    assert second.images[0]["prompt"] == first.images[0]["prompt"]
+
+
+def test_paste_restores_names_the_builtin_renamed_by_hash(webui: StandinWebUI) -> None:
+    from lib_lora import webui as glue
+
+    raw = (
+        "x <lora:b/dup:0.9>\nNegative prompt: n\nSteps: 20, Seed: 1, Size: 512x512, "
+        f'Lora hashes: "b/dup: abc", {INFOTEXT_KEY}: "lora b/dup @ b/dup"'
+    )
+    params = {"Prompt": "x <lora:dup:0.9>", INFOTEXT_KEY: "lora b/dup @ b/dup"}
+    glue.infotext_pasted_hook(raw, params)
+    assert params["Prompt"] == "x <lora:b/dup:0.9>"
+    untouched = {"Prompt": "x <lora:dup:0.9>"}
+    glue.infotext_pasted_hook(raw.replace(INFOTEXT_KEY, "Other"), untouched)
+    assert untouched["Prompt"] == "x <lora:dup:0.9>"
+
+
+def test_prompt_changed_after_process_is_rewritten_before_the_batch(webui: StandinWebUI, tmp_path: Path) -> None:
+    """A script running after LoRA Studio (wildcards, dynamic prompts) changes all_prompts in process()."""
+    ext = tmp_path / "late-ext"
+    (ext / "scripts").mkdir(parents=True)
+    (ext / "scripts" / "late.py").write_text(
+        "from modules import scripts\n"
+        "class Late(scripts.Script):\n"
+        "    def title(self): return 'late'\n"
+        "    def show(self, is_img2img): return scripts.AlwaysVisible\n"
+        "    def process(self, p, *args):\n"
+        "        p.all_prompts = [x.replace('__who__', '<lora:chars/kotori:0.4>') for x in p.all_prompts]\n"
+    )
+    webui.stop()
+    webui.start(extra_scripts=((ext, ext / "scripts" / "late.py"),))
+    webui.select_checkpoint("sd15.safetensors")
+    webui.wait_for_index()
+    processed = webui.txt2img("a __who__")
+    assert processed.p.all_prompts == ["a mychar, <lora:kotori:0.4>"]
+    assert [Path(f).name for _, f in _applied(processed.images[0])] == ["kotori.safetensors"]
+    assert processed.infotexts[0].startswith("a mychar, <lora:kotori:0.4>")
+    assert parse_infotext(_entry(processed.infotexts[0])).loras[0].relpath == "chars/kotori"
+
+
+# ------------------------------------------------------------------------------------------------
+# Host
+
+
+def test_selected_checkpoint_is_read_without_loading_a_model(webui: StandinWebUI, flavor: str) -> None:
+    from modules import sd_models
+
+    loads = sd_models.model_data.load_count
+    ref = webui.host().selected_checkpoint()
+    assert ref is not None and Path(ref.path).name == "sd15.safetensors"
+    webui.host().checkpoint_detection(ref)
+    assert sd_models.model_data.load_count == loads
+    if flavor == "forge":
+        assert type(sd_models.model_data.sd_model).__name__ == "FakeInitialModel"
+    webui.select_checkpoint("sdxl.safetensors")
+    assert Path(webui.host().selected_checkpoint().path).name == "sdxl.safetensors"
+    assert [Path(c.path).name for c in webui.host().list_checkpoints()] == ["sd15.safetensors", "sdxl.safetensors"]
+
+
+def test_lora_roots_include_lora_dir_and_extra_roots(webui: StandinWebUI, tmp_path: Path) -> None:
+    extra = tmp_path / "more-loras"
+    extra.mkdir()
+    webui.set_option("lora_studio_extra_roots", f"{extra}\n\n{extra}\n")
+    assert webui.host().lora_roots() == [webui.lora_dir, extra]
+
+
+def test_extra_root_lora_is_registered_for_the_builtin(webui: StandinWebUI, tmp_path: Path, fixtures_dir: Path) -> None:
+    """A LoRA only LoRA Studio scans (extra folder) is put in the built-in table so it loads."""
+    extra = tmp_path / "more-loras"
+    _copy(fixtures_dir, SD15, extra / "elsewhere.safetensors")
+    webui.set_option("lora_studio_extra_roots", str(extra))
+    webui.wait_for_index()
+    processed = webui.txt2img("<lora:elsewhere:1> x")
+    assert [Path(f).as_posix() for _, f in _applied(processed.images[0])] == [(extra / "elsewhere.safetensors").as_posix()]
+
+
+def test_remote_access_and_api_auth(webui: StandinWebUI) -> None:
+    h = webui.host()
+    assert not h.is_remote() and not h.api_auth_required() and h.check_api_credentials(None, None)
+    webui.shared.cmd_opts.disable_extension_access = True
+    webui.shared.cmd_opts.api_auth = "alice:s3cr:et,bob:pw"
+    assert h.is_remote() and h.api_auth_required()
+    assert h.check_api_credentials("alice", "s3cr:et") and h.check_api_credentials("bob", "pw")
+    assert not h.check_api_credentials("alice", "pw") and not h.check_api_credentials("carol", "pw")
+    assert not h.check_api_credentials(None, None)
+
+
+def test_free_and_restore_vram(webui: StandinWebUI, flavor: str) -> None:
+    h = webui.host()
+    webui.txt2img("x")  # loads the model as a generation does
+    from modules import sd_models
+
+    model = sd_models.model_data.sd_model
+    token = h.free_vram()
+    assert token.freed
+    if flavor == "forge":
+        import backend.memory_management as mm
+
+        assert mm.calls == ["unload_all_models", "soft_empty_cache(force=True)"]
+    else:
+        assert model.device == "cpu"
+        h.restore_vram(token)
+        assert model.device == "cuda"
+
+
+def test_queue_lock_is_the_webuis(webui: StandinWebUI) -> None:
+    from modules import call_queue
+
+    with webui.host().queue_lock():
+        assert call_queue.queue_lock.locked()
+    assert not call_queue.queue_lock.locked()
+
+
+def test_data_dir_and_index_location(webui: StandinWebUI) -> None:
+    h = webui.host()
+    assert h.data_dir() == webui.data_dir
+    assert (webui.data_dir / "library-index.sqlite3").exists()
+    assert h.scan_status().state == "done" and h.scan_status().total == 5
+
+
+def test_register_ui_and_api(webui: StandinWebUI) -> None:
+    from modules import script_callbacks
+
+    from lib_lora import webui as glue
+
+    seen = []
+    glue.register_api(lambda host: seen.append(host) or "router")
+    script_callbacks.app_started_callback(None, webui.app)
+    assert webui.app.routers[-1] == "router" and seen == [glue.host()]
+
+
+def _detection_available() -> bool:
+    from lib_lora import architecture
+    from lib_lora.safetensors_header import Header
+
+    try:
+        architecture.detect_checkpoint(Header(tensors={}))
+    except NotImplementedError:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+@pytest.mark.skipif(not _detection_available(), reason="base-model detection (lib_lora.architecture) not implemented yet")
+def test_incompatible_lora_skipped_when_set_and_named_everywhere(webui: StandinWebUI) -> None:
+    webui.set_option("lora_studio_incompatible", "Skip the LoRA")
+    processed = webui.txt2img("<lora:myxl_style:1> <lora:zk_alice:0.5> x")
+    assert "myxl_style" not in processed.p.all_prompts[0]
+    assert [Path(f).name for _, f in _applied(processed.images[0])] == ["zk_alice.safetensors"]
+    comment = next(c for c in processed.p.comments if "myxl_style" in c)
+    assert comment.startswith("LoRA Studio: skipped myxl_style")
+    record = parse_infotext(_entry(processed.infotexts[0]))
+    assert [name for name, _ in record.skipped] == ["myxl_style"]
+
+
+@pytest.mark.skipif(not _detection_available(), reason="base-model detection (lib_lora.architecture) not implemented yet")
+def test_incompatible_lora_warned_by_default_and_checkpoint_switch_counts(webui: StandinWebUI) -> None:
+    processed = webui.txt2img("<lora:myxl_style:1> x")
+    assert "<lora:myxl_style:1>" in processed.p.all_prompts[0]  # warn: kept
+    assert any("myxl_style" in c and "will not work" in c for c in processed.p.comments)
+    webui.select_checkpoint("sdxl.safetensors")
+    processed = webui.txt2img("<lora:myxl_style:1> x")
+    assert not any("myxl_style" in c for c in processed.p.comments)

@@ -1,0 +1,1 @@
+"""Stand-in marker: its presence makes LoRA Studio treat the WebUI as Forge."""
