@@ -1,0 +1,331 @@
+"""``python -m lib_lora train FOLDER --base CHECKPOINT --trigger WORD [...]``: check a dataset, plan a kohya
+sd-scripts LoRA training and run it (or, with ``--dry-run``, show the exact command without starting it).
+
+The base model's architecture is read from the checkpoint's safetensors header (never unpickled); pass
+``--arch`` for ``.ckpt`` files or when detection cannot decide. A run goes through the same job queue and
+job records as the WebUI tab (``lib_lora.train.jobs``), so it shows up in the tab's history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lib_lora.errors import LoraStudioError, TrainingError
+from lib_lora.train.dataset import DatasetReport, check_dataset, write_missing_captions
+from lib_lora.train.plan import TrainingPlan, make_plan
+from lib_lora.train.presets import BASES, KINDS, PRESET_NAMES, query_free_vram_bytes
+
+ARCH_CHOICES = ("sd1", "sdxl", "flux1")
+#: architecture ids detection may report -> the ids the presets train
+_TRAINABLE = {"sd1": "sd1", "sd15": "sd1", "sdxl": "sdxl", "flux1": "flux1", "flux": "flux1"}
+
+
+def default_sd_scripts_dir() -> str:
+    env = os.environ.get("SD_SCRIPTS_DIR", "").strip()
+    if env:
+        return env
+    return str(Path(__file__).resolve().parents[2] / "vendor" / "sd-scripts")
+
+
+def default_trainer_python() -> str:
+    return os.environ.get("TRAINER_PYTHON", "").strip() or sys.executable
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder", help="training images: a flat folder, or a kohya parent of <repeats>_<name> folders")
+    p.add_argument("--base", required=True, metavar="CHECKPOINT", help="base model checkpoint (.safetensors)")
+    p.add_argument("--trigger", required=True, metavar="WORD", help="the unique trigger word the LoRA learns")
+    p.add_argument("--preset", default="default", choices=PRESET_NAMES, help="training preset (default: %(default)s)")
+    p.add_argument("--kind", default="character", choices=KINDS, help="what the LoRA is for (default: %(default)s)")
+    p.add_argument("--arch", choices=ARCH_CHOICES, help="base architecture, when it cannot be read from the checkpoint")
+    p.add_argument("--family", choices=sorted(BASES), help="base family (pony, illustrious ...: changes sample prompts)")
+    p.add_argument("--steps", default="auto", help="optimizer steps, or 'auto' (each image seen ~90 times)")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--lr", type=float, help="override the learning rate")
+    p.add_argument("--dim", type=int, help="override the network dim (rank)")
+    p.add_argument("--alpha", type=float, help="override the network alpha")
+    p.add_argument("--resolution", type=int, help="training resolution in px (multiple of 64)")
+    p.add_argument("--repeats", type=int, help="repeats of a flat folder per epoch (kohya folders name their own)")
+    p.add_argument("--seed", type=int, help="random seed (default 42)")
+    p.add_argument("--mixed-precision", choices=("bf16", "fp16", "no"), help="override the preset's precision")
+    p.add_argument("--caption-extension", default=".txt", help="caption file extension (default: %(default)s)")
+    p.add_argument("--output", metavar="DIR", help="output folder (default: ./output/<name>)")
+    p.add_argument("--name", help="output file name without extension (default: from the trigger)")
+    p.add_argument("--sd-scripts", metavar="DIR", default=None, help="sd-scripts checkout (default: vendor/sd-scripts or $SD_SCRIPTS_DIR)")
+    p.add_argument("--trainer-python", metavar="PY", default=None, help="Python of the trainer venv (default: $TRAINER_PYTHON or this Python)")
+    p.add_argument("--gpus", metavar="IDS", help="GPU ids, e.g. 0 or 0,1 (several GPUs: one process each)")
+    p.add_argument("--free-vram-gb", type=float, help="free VRAM for the fast preset's batch size (default: ask nvidia-smi)")
+    p.add_argument("--tokenizer-cache", metavar="DIR", help="tokenizer cache folder (--tokenizer_cache_dir), for offline runs")
+    p.add_argument("--offline", action="store_true", help="no Hugging Face hub access (HF_HUB_OFFLINE=1)")
+    p.add_argument("--clip-l", metavar="FILE", help="Flux.1: CLIP-L text encoder file")
+    p.add_argument("--t5xxl", metavar="FILE", help="Flux.1: T5-XXL text encoder file")
+    p.add_argument("--ae", metavar="FILE", help="Flux.1: autoencoder file")
+    p.add_argument("--extra-args", metavar="ARGS", default="", help="further sd-scripts options, e.g. \"--noise_offset 0.05\"")
+    p.add_argument("--job-dir", metavar="DIR", help="where dataset.toml and sample_prompts.txt go (default: <output>/_training)")
+    p.add_argument("--data-dir", metavar="DIR", help="LoRA Studio data folder for the job record (default: $LORA_STUDIO_DATA)")
+    p.add_argument("--dry-run", action="store_true", help="print the dataset report, command and dataset TOML; start nothing")
+    p.add_argument("--write-missing-captions", action="store_true", help="create the caption files that are missing")
+    p.add_argument("--caption-template", default="{trigger}", help="text of written captions (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file of the same name")
+    p.add_argument("--quiet", action="store_true", help="no progress output while checking")
+
+
+def parse_gpus(text: str | None) -> tuple[int, ...] | None:
+    if text is None or not text.strip():
+        return None
+    ids: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit():
+            raise TrainingError(f"--gpus must be GPU numbers separated by commas, like 0,1 (got {text!r})")
+        ids.append(int(part))
+    return tuple(ids)
+
+
+def detect_arch(base: str, arch: str | None, family: str | None) -> tuple[str, str | None, str]:
+    """(architecture, family, how it was decided) for a base checkpoint."""
+    if arch:
+        return arch, family, "--arch"
+    path = os.path.abspath(base)
+    if not os.path.isfile(path):
+        raise TrainingError(f"base checkpoint not found: {path}")
+    if not path.lower().endswith(".safetensors"):
+        raise TrainingError(
+            f"{os.path.basename(path)} is not a .safetensors file, so its architecture cannot be read safely: "
+            "pass --arch sd1|sdxl|flux1"
+        )
+    from lib_lora.architecture import Hints, detect_checkpoint
+    from lib_lora.safetensors_header import read_header
+
+    try:
+        header = read_header(path)
+    except LoraStudioError as exc:
+        raise TrainingError(f"cannot read the checkpoint header: {exc.message}") from exc
+    try:
+        det = detect_checkpoint(header, Hints(filename=os.path.basename(path)))
+    except NotImplementedError:
+        raise TrainingError("base-model detection is not available in this version: pass --arch sd1|sdxl|flux1") from None
+    found = _TRAINABLE.get(det.architecture)
+    if found is None:
+        raise TrainingError(
+            f"the checkpoint is {det.architecture!r}; the presets train SD1.5, SDXL (Pony, Illustrious) and Flux.1 "
+            "(pass --arch to override)"
+        )
+    return found, family or det.family, "checkpoint header"
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    ov: dict[str, Any] = {}
+    steps = str(args.steps).strip().lower()
+    if steps != "auto":
+        try:
+            ov["steps"] = int(steps)
+        except ValueError:
+            raise TrainingError(f"--steps must be a whole number or 'auto' (got {args.steps!r})") from None
+    for key, value in (
+        ("batch_size", args.batch_size),
+        ("learning_rate", args.lr),
+        ("network_dim", args.dim),
+        ("network_alpha", args.alpha),
+        ("resolution", args.resolution),
+        ("repeats", args.repeats),
+        ("seed", args.seed),
+        ("mixed_precision", args.mixed_precision),
+    ):
+        if value is not None:
+            ov[key] = value
+    return ov
+
+
+def _check_progress(quiet: bool) -> Callable[[int, int, str], None] | None:
+    if quiet or not sys.stderr.isatty():
+        return None
+    last = [0.0]
+
+    def progress(done: int, total: int, path: str) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] > 0.1:
+            last[0] = now
+            end = "\n" if done == total else ""
+            print(f"\rchecking images {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    return progress
+
+
+def build(args: argparse.Namespace) -> tuple[DatasetReport, TrainingPlan | None, TrainingError | None]:
+    """Check the dataset and plan (the plan is None with the error when it cannot be made)."""
+    arch, family, _how = detect_arch(args.base, args.arch, args.family)
+    report = check_dataset(
+        args.folder,
+        args.trigger,
+        arch,
+        args.caption_extension,
+        resolution=args.resolution,
+        progress=_check_progress(args.quiet),
+    )
+    if args.write_missing_captions:
+        written = write_missing_captions(report, args.trigger, args.caption_template)
+        print(f"wrote {len(written)} missing caption file(s)")
+        if written:
+            report = check_dataset(args.folder, args.trigger, arch, args.caption_extension, resolution=args.resolution)
+    gpus = parse_gpus(args.gpus)
+    free_vram = None
+    if args.preset == "fast":
+        if args.free_vram_gb is not None:
+            free_vram = int(args.free_vram_gb * 1024**3)
+        else:
+            free_vram = query_free_vram_bytes(gpus[0] if gpus else 0)
+    flux = {k: v for k, v in (("clip_l", args.clip_l), ("t5xxl", args.t5xxl), ("ae", args.ae)) if v}
+    try:
+        extra = shlex.split(args.extra_args) if args.extra_args else []
+    except ValueError as exc:
+        raise TrainingError(f"--extra-args cannot be split into arguments: {exc}") from None
+    try:
+        plan = make_plan(
+            report,
+            args.base,
+            arch,
+            args.trigger,
+            args.preset,
+            args.output,
+            args.sd_scripts or default_sd_scripts_dir(),
+            args.trainer_python or default_trainer_python(),
+            kind=args.kind,
+            family=family,
+            overrides=_overrides(args),
+            gpu_ids=gpus,
+            tokenizer_cache_dir=args.tokenizer_cache,
+            offline=args.offline or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"),
+            output_name=args.name,
+            job_dir=args.job_dir,
+            free_vram_bytes=free_vram,
+            flux_models=flux or None,
+            extra_args=extra,
+        )
+    except TrainingError as exc:
+        return report, None, exc
+    return report, plan, None
+
+
+def run(args: argparse.Namespace) -> int:
+    report, plan, error = build(args)
+    print(report.format())
+    print()
+    if plan is None:
+        assert error is not None
+        raise error
+    print(plan.summary())
+    if args.dry_run:
+        spec = plan.job_spec()
+        print()
+        print("Command (not started):")
+        print(shlex.join(spec.command))
+        print()
+        print(f"Working directory: {spec.cwd}")
+        print("Environment: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(spec.env.items())))
+        print()
+        print(f"Dataset TOML ({os.path.join(plan.job_dir, 'dataset.toml')}):")
+        print(plan.dataset_toml())
+        print(f"Sample prompts ({os.path.join(plan.job_dir, 'sample_prompts.txt')}):")
+        print(plan.sample_prompts())
+        return 0
+    return _start(plan, args)
+
+
+def _start(plan: TrainingPlan, args: argparse.Namespace) -> int:
+    if not os.path.isfile(plan.script_path):
+        raise TrainingError(
+            f"sd-scripts not found: {plan.script_path} (run install.py, or pass --sd-scripts / set SD_SCRIPTS_DIR)"
+        )
+    if os.path.isabs(plan.trainer_python) and not os.path.isfile(plan.trainer_python):
+        raise TrainingError(f"the trainer environment is missing: {plan.trainer_python} does not exist")
+    final = os.path.join(plan.output_dir, plan.output_name + ".safetensors")
+    if os.path.exists(final) and not args.overwrite:
+        raise TrainingError(f"{final} already exists: pass --overwrite or choose another --name")
+    spec = plan.write_files(plan.job_dir)
+    try:
+        from lib_lora.train.jobs import JobManager
+    except ImportError as exc:
+        raise TrainingError(f"the training runner is not available in this version ({exc})") from None
+    from lib_lora.paths import user_data_dir
+
+    manager = JobManager(user_data_dir(args.data_dir, ensure=True))
+    printer = _progress_printer()
+    unsubscribe = None
+    try:
+        job_id = manager.submit(spec, {"plan": plan.to_dict(), "source": "cli"}, gpu_ids=plan.gpu_ids)
+        unsubscribe = manager.subscribe(lambda record: printer(record.status) if record.id == job_id else None)
+        print(f"job {job_id}: {shlex.join(spec.command)}")
+        try:
+            record = manager.wait(job_id)
+        except KeyboardInterrupt:
+            print("\ncancelling (the last periodic save is kept) ...", file=sys.stderr)
+            manager.cancel(job_id)
+            record = manager.wait(job_id)
+            printer(record.status)
+            print(record.status.message or "cancelled", file=sys.stderr)
+            return 130
+    finally:
+        if unsubscribe is not None:
+            unsubscribe()
+        manager.close()
+    status = record.status
+    printer(status)
+    print()
+    if status.state == "succeeded":
+        print(f"done: {status.output_path or final}")
+        return 0
+    print(f"training {status.state}: {status.message or status.state}", file=sys.stderr)
+    if status.failure is not None:
+        if status.failure.message and status.failure.message != status.message:
+            print(f"  {status.failure.message}", file=sys.stderr)
+        for advice in status.failure.advice:
+            print(f"  - {advice}", file=sys.stderr)
+    return 1
+
+
+def _progress_printer() -> Callable[[Any], None]:
+    """The runner's text progress bar when it has one, else a plain one-line status."""
+    try:
+        from lib_lora.train import runner as runner_module
+    except ImportError:
+        runner_module = None  # type: ignore[assignment]
+    for name in ("text_progress", "format_progress", "progress_line"):
+        fn = getattr(runner_module, name, None)
+        if callable(fn):
+            return _line_printer(fn)
+    return _line_printer(_plain_status)
+
+
+def _plain_status(status: Any) -> str:
+    if getattr(status, "total", 0) and getattr(status, "step", 0):
+        width = 30
+        done = int(width * status.fraction)
+        eta = f" ETA {int(status.eta_seconds)}s" if status.eta_seconds else ""
+        loss = f" loss {status.loss:.4f}" if status.loss is not None else ""
+        return f"[{'#' * done}{'.' * (width - done)}] {status.step}/{status.total}{loss}{eta}"
+    return f"{status.state}: {status.task or status.message}"
+
+
+def _line_printer(fmt: Callable[[Any], object]) -> Callable[[Any], None]:
+    tty = sys.stdout.isatty()
+    last = [""]
+
+    def show(status: Any) -> None:
+        line = str(fmt(status))
+        if line == last[0]:
+            return
+        last[0] = line
+        if tty:
+            print("\r" + line[:200].ljust(len(last[0])), end="", flush=True)
+        else:
+            print(line, flush=True)
+
+    return show
