@@ -60,7 +60,7 @@ from lib_lora import sidecars as sc
 from lib_lora.architecture import Detection, Evidence, Hints
 from lib_lora.errors import HashError, HeaderError, LibraryError, SidecarError
 from lib_lora.hashing import FileHashes, hash_file
-from lib_lora.safetensors_header import read_header
+from lib_lora.safetensors_header import Header, read_header
 
 SAFETENSORS = ".safetensors"
 LEGACY_SUFFIXES = (".pt", ".ckpt")
@@ -206,6 +206,45 @@ class LoraInfo:
         if hint:
             return hint[:12]
         return self.hashes.lora_short if self.hashes is not None else None
+
+    def to_dict(self, *, metadata: bool = False) -> dict[str, Any]:
+        """A JSON-ready view (the CLI's ``--json``, the HTTP API). ``metadata`` adds the kept header
+        metadata."""
+        det = self.detection
+        out: dict[str, Any] = {
+            "path": self.path,
+            "realpath": self.realpath,
+            "root": self.root,
+            "relpath": self.relpath,
+            "name": self.name,
+            "filename": self.filename,
+            "alias": self.alias,
+            "size": self.size,
+            "mtime_ns": self.mtime_ns,
+            "legacy": self.legacy,
+            "error": self.error,
+            "architecture": self.architecture,
+            "family": self.family,
+            "adapter": det.adapter if det is not None else None,
+            "rank": det.rank if det is not None else None,
+            "alpha": det.alpha if det is not None else None,
+            "detection": detection_to_dict(det) if det is not None else None,
+            "trigger_words": [t.to_dict() for t in self.trigger_words],
+            "category": self.category,
+            "license": self.license.summary if self.license is not None else None,
+            "summary": sc.to_jsonable(self.summary),
+            "sidecars": self.sidecars.to_dict(),
+            "hashes": {
+                "sha256": self.sha256,
+                "autov2": self.autov2,
+                "addnet": self.addnet,
+                "lora_hash": self.lora_hash,
+            },
+            "problems": list(self.problems),
+        }
+        if metadata:
+            out["metadata"] = dict(self.metadata)
+        return out
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -970,7 +1009,7 @@ def _code_fingerprint() -> str:
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 
-def _read_file(f: _Found, fingerprint: str) -> _Row:
+def _read_file(f: _Found, fingerprint: str, header: Header | None = None) -> _Row:
     """Read one file's header and sidecars and detect its base model."""
     side = sc.find_sidecars(f.path, f.listing)
     det: Detection | None = None
@@ -978,7 +1017,8 @@ def _read_file(f: _Found, fingerprint: str) -> _Row:
     error: str | None = None
     if not f.legacy:
         try:
-            header = read_header(f.path)
+            if header is None:
+                header = read_header(f.path)
         except HeaderError as exc:
             error = exc.message
         else:
@@ -1011,6 +1051,30 @@ def _read_file(f: _Found, fingerprint: str) -> _Row:
     )
     return _Row(f.path, f.root, f.realpath, f.relpath, f.size, f.mtime_ns, f.side_sig, fingerprint, alias,
                 f.legacy, error, payload)
+
+
+def describe_file(path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None,
+                  header: Header | None = None) -> LoraInfo:
+    """One file as the library would list it, without an index (``inspect``, checkpoints). Errors end
+    up in ``error``; ``.pt``/``.ckpt`` files are not opened. ``header``: one already read."""
+    p = os.path.abspath(os.fspath(path))
+    folder, base = os.path.split(p)
+    root_dir = os.path.abspath(os.fspath(root)) if root is not None else folder
+    stem, suffix = os.path.splitext(base)
+    rel = os.path.relpath(os.path.join(folder, stem), root_dir).replace(os.sep, "/")
+    try:
+        st = os.stat(p)
+        with os.scandir(folder) as it:
+            entries = list(it)
+    except OSError as exc:
+        raise LibraryError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    sidecars = _sidecar_index(entries)
+    real = os.path.realpath(p)
+    f = _Found(p, root_dir, rel, stem, suffix, real, st.st_size, st.st_mtime_ns,
+               _side_signature(sidecars.get(stem.casefold())), _dir_listing(entries), real != p)
+    if suffix.lower() not in MODEL_SUFFIXES:
+        f.legacy = suffix.lower() in (".pth", ".bin", ".pkl", ".pickle")
+    return _read_file(f, "", header).to_info()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -259,7 +259,7 @@ class Sidecars:
         return category_from_tags(self.tags)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = _to_jsonable(self)
+        out: dict[str, Any] = to_jsonable(self)
         return out
 
 
@@ -772,13 +772,13 @@ def update_user_metadata(model_path: str | os.PathLike[str], **changes: Any) -> 
 # --- (de)serialisation for the index -------------------------------------------------------------
 
 
-def _to_jsonable(obj: Any) -> Any:
+def to_jsonable(obj: Any) -> Any:
     if hasattr(obj, "__dataclass_fields__"):
-        return {f.name: _to_jsonable(getattr(obj, f.name)) for f in fields(obj)}
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in fields(obj)}
     if isinstance(obj, (list, tuple)):
-        return [_to_jsonable(v) for v in obj]
+        return [to_jsonable(v) for v in obj]
     if isinstance(obj, dict):
-        return {k: _to_jsonable(v) for k, v in obj.items()}
+        return {k: to_jsonable(v) for k, v in obj.items()}
     return obj
 
 
