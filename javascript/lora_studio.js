@@ -1,0 +1,316 @@
+// LoRA Studio browser panel behaviour (A1111 / Forge / standalone; gradio 3.41 and 4.40).
+//
+// - click a card: insert <lora:name:weight> and its trigger words into the active prompt at the cursor;
+//   click it again: remove them (and the sidecar's negative text from the negative prompt);
+// - the "i" button on a card and the page links talk to python through a hidden command box;
+// - the checkpoint dropdown is watched, so compatibility badges follow the selected checkpoint.
+//
+// Uses the WebUI's gradioApp()/updateInput() from its script.js when they exist; stands alone otherwise.
+(function () {
+    "use strict";
+    if (window.loraStudio) return; // loaded twice (Reload UI)
+
+    const PROMPTS = {
+        txt2img: ["#txt2img_prompt", "#txt2img_neg_prompt"],
+        img2img: ["#img2img_prompt", "#img2img_neg_prompt"],
+        standalone: ["#lora_studio_prompt", "#lora_studio_negative"],
+    };
+    const CHECKPOINT_INPUTS = ["#setting_sd_model_checkpoint input", ".model_selection input"];
+    const focused = new WeakSet();
+    let lastPrompt = null;
+    let lastCheckpointSent = null;
+
+    function app() {
+        if (typeof gradioApp === "function") return gradioApp();
+        const el = document.querySelector("gradio-app");
+        return (el && el.shadowRoot) || document;
+    }
+
+    function q(sel, root) {
+        return (root || app()).querySelector(sel);
+    }
+
+    function field(sel) {
+        const host = q(sel);
+        if (!host) return null;
+        if (host.matches && host.matches("textarea, input")) return host;
+        return host.querySelector("textarea") || host.querySelector("input");
+    }
+
+    function notify(el) {
+        if (typeof updateInput === "function") {
+            updateInput(el);
+            return;
+        }
+        const e = new Event("input", {bubbles: true});
+        Object.defineProperty(e, "target", {value: el});
+        el.dispatchEvent(e);
+    }
+
+    function visible(el) {
+        return !!el && el.offsetParent !== null;
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // which prompt
+
+    function kindOf(textarea) {
+        for (const [kind, sels] of Object.entries(PROMPTS)) {
+            for (let i = 0; i < sels.length; i++) {
+                const host = q(sels[i]);
+                if (host && host.contains(textarea)) return [kind, i];
+            }
+        }
+        return null;
+    }
+
+    function boxes(kind) {
+        return [field(PROMPTS[kind][0]), field(PROMPTS[kind][1])];
+    }
+
+    function targetPrompts(fromEl) {
+        const tab = fromEl && fromEl.closest && fromEl.closest("#tab_txt2img, #tab_img2img");
+        if (tab) return boxes(tab.id === "tab_img2img" ? "img2img" : "txt2img");
+        if (typeof get_uiCurrentTabContent === "function") {
+            const cur = get_uiCurrentTabContent();
+            if (cur && cur.id === "tab_img2img") return boxes("img2img");
+            if (cur && cur.id === "tab_txt2img") return boxes("txt2img");
+        }
+        if (lastPrompt && app().contains(lastPrompt)) {
+            const k = kindOf(lastPrompt);
+            if (k) return boxes(k[0]);
+        }
+        for (const kind of ["txt2img", "standalone", "img2img"]) {
+            const b = boxes(kind);
+            if (b[0]) return b;
+        }
+        return [null, null];
+    }
+
+    document.addEventListener("focusin", function (ev) {
+        const t = ev.target;
+        if (t && t.tagName === "TEXTAREA" && kindOf(t)) {
+            focused.add(t);
+            if (kindOf(t)[1] === 0) lastPrompt = t;
+        }
+    }, true);
+
+    // ---------------------------------------------------------------------------------------------
+    // text edits
+
+    function escapeRe(s) {
+        return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    }
+
+    function normalize(text) {
+        return (" " + text.toLowerCase()
+            .replace(/\\([()[\]])/g, "$1")
+            .replace(/<[^>]*>/g, " ")
+            .replace(/:\s*-?\d+(\.\d+)?/g, " ")
+            .replace(/[()[\]{},]/g, " ")
+            .replace(/\s+/g, " ") + " ");
+    }
+
+    function hasPhrase(text, phrase) {
+        const p = normalize(phrase).trim();
+        return p.length > 0 && normalize(text).indexOf(" " + p + " ") >= 0;
+    }
+
+    function tagRegex(name) {
+        return new RegExp("<(?:lora|lyco):" + escapeRe(name) + "(?::[^>]*)?>", "i");
+    }
+
+    function tidy(text) {
+        return text
+            .replace(/[ \t]*,[ \t]*(,[ \t]*)+/g, ", ")
+            .replace(/^[ \t]*,[ \t]*/, "")
+            .replace(/[ \t]*,[ \t]*$/, "")
+            .replace(/[ \t]{2,}/g, " ")
+            .replace(/^[ \t]+|[ \t]+$/g, "");
+    }
+
+    function insertAt(textarea, snippet) {
+        const value = textarea.value;
+        let start = value.length, end = value.length;
+        if (focused.has(textarea)) {
+            start = textarea.selectionStart;
+            end = textarea.selectionEnd;
+        }
+        const before = value.slice(0, start), after = value.slice(end);
+        let prefix = "";
+        if (before.length && !/\s$/.test(before)) prefix = /[,(]$/.test(before) ? " " : ", ";
+        let suffix = "";
+        if (after.length && !/^[\s,)]/.test(after)) suffix = ", ";
+        textarea.value = before + prefix + snippet + suffix + after;
+        const caret = (before + prefix + snippet).length;
+        try {
+            textarea.setSelectionRange(caret, caret);
+        } catch (e) { /* not focusable */ }
+        notify(textarea);
+    }
+
+    function removeTag(textarea, name, words) {
+        const value = textarea.value;
+        const alts = words.filter(Boolean).map(escapeRe).join("|");
+        const wordsPart = alts ? "(?:[ \\t]*,[ \\t]*(?:" + alts + "))*" : "";
+        const re = new RegExp("[ \\t]*<(?:lora|lyco):" + escapeRe(name) + "(?::[^>]*)?>" + wordsPart, "i");
+        const m = value.match(re);
+        if (!m) return false;
+        textarea.value = tidy(value.slice(0, m.index) + value.slice(m.index + m[0].length));
+        notify(textarea);
+        return true;
+    }
+
+    function toggleCard(card) {
+        const name = card.dataset.name || "";
+        const tag = card.dataset.tag || "";
+        let words = [];
+        try {
+            words = JSON.parse(card.dataset.words || "[]");
+        } catch (e) { words = []; }
+        const neg = card.dataset.neg || "";
+        const [prompt, negative] = targetPrompts(card);
+        if (!prompt) return;
+        if (tagRegex(name).test(prompt.value)) {
+            removeTag(prompt, name, words);
+            if (neg && negative && negative.value.indexOf(neg) >= 0) {
+                negative.value = tidy(negative.value.replace(neg, ""));
+                notify(negative);
+            }
+        } else {
+            const missing = words.filter(function (w) { return !hasPhrase(prompt.value, w); });
+            insertAt(prompt, [tag].concat(missing).join(", "));
+            if (neg && negative && !hasPhrase(negative.value, neg)) {
+                negative.value = negative.value.trim() ? negative.value.replace(/[\s,]*$/, "") + ", " + neg : neg;
+                notify(negative);
+            }
+        }
+        markCards();
+    }
+
+    function insertWord(el, word) {
+        const [prompt] = targetPrompts(el);
+        if (prompt && !hasPhrase(prompt.value, word)) insertAt(prompt, word);
+    }
+
+    function markCards() {
+        const [prompt] = targetPrompts(q("#lora_studio_browser"));
+        const text = prompt ? prompt.value : "";
+        app().querySelectorAll(".lss-card").forEach(function (card) {
+            card.classList.toggle("lss-in-prompt", !!text && tagRegex(card.dataset.name || "\u0000").test(text));
+        });
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // python commands
+
+    function send(cmd) {
+        const box = field("#lora_studio_cmd");
+        let btn = q("#lora_studio_cmd_btn");
+        if (btn && btn.tagName !== "BUTTON") btn = btn.querySelector("button");
+        if (!box || !btn) return false;
+        cmd.t = Date.now();
+        box.value = JSON.stringify(cmd);
+        notify(box);
+        setTimeout(function () { btn.click(); }, 0);
+        return true;
+    }
+
+    document.addEventListener("click", function (ev) {
+        const t = ev.target;
+        if (!t || !t.closest) return;
+        const page = t.closest("a.lss-pg");
+        if (page) {
+            ev.preventDefault();
+            send({op: "page", page: parseInt(page.dataset.page, 10) || 1});
+            return;
+        }
+        const word = t.closest("a.lss-word");
+        if (word) {
+            ev.preventDefault();
+            insertWord(word, word.dataset.word || "");
+            return;
+        }
+        const card = t.closest(".lss-card");
+        if (!card) return;
+        ev.preventDefault();
+        if (t.closest(".lss-info")) {
+            send({op: "select", name: card.dataset.name || ""});
+            return;
+        }
+        toggleCard(card);
+    });
+
+    document.addEventListener("keydown", function (ev) {
+        const t = ev.target;
+        if ((ev.key === "Enter" || ev.key === " ") && t && t.classList && t.classList.contains("lss-card")) {
+            ev.preventDefault();
+            toggleCard(t);
+        }
+    });
+
+    document.addEventListener("input", function (ev) {
+        if (ev.target && ev.target.tagName === "TEXTAREA" && kindOf(ev.target)) markCards();
+    }, true);
+
+    // ---------------------------------------------------------------------------------------------
+    // checkpoint watcher
+
+    function checkpointInput() {
+        for (const sel of CHECKPOINT_INPUTS) {
+            const el = q(sel);
+            if (el) return el;
+        }
+        return null;
+    }
+
+    function watchCheckpoint() {
+        const root = q("#lora_studio_browser .lss-root");
+        const input = checkpointInput();
+        if (!root || !input || document.activeElement === input) return;
+        const value = (input.value || "").trim();
+        if (!value) return;
+        const rendered = root.dataset.checkpoint || "";
+        if (value === rendered) {
+            lastCheckpointSent = value;
+            return;
+        }
+        if (value === lastCheckpointSent) return; // sent, waiting for the render
+        lastCheckpointSent = value;
+        send({op: "checkpoint", title: value});
+    }
+
+    let markTimer = null;
+    const observer = new MutationObserver(function () {
+        if (markTimer) return;
+        markTimer = setTimeout(function () { markTimer = null; markCards(); }, 50);
+    });
+
+    function start() {
+        setInterval(watchCheckpoint, 400);
+        const cards = q("#lora_studio_cards");
+        if (cards) observer.observe(cards, {childList: true, subtree: true});
+        else setTimeout(start2, 500);
+    }
+
+    function start2() {
+        const cards = q("#lora_studio_cards");
+        if (cards) observer.observe(cards, {childList: true, subtree: true});
+        else setTimeout(start2, 500);
+    }
+
+    window.loraStudio = {
+        send: send,
+        toggleCard: toggleCard,
+        hasPhrase: hasPhrase,
+        targetPrompts: targetPrompts,
+        currentPrompts: function (p, n) {
+            if (p && p.trim()) return [p, n];
+            const [prompt, negative] = targetPrompts(q("#lora_studio_browser"));
+            return [prompt ? prompt.value : p, negative ? negative.value : n];
+        },
+    };
+
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+    else start();
+})();
