@@ -577,10 +577,11 @@ SCENES: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 def _num(x: float) -> str:
-    """A number as the trainer should read it: ``1e-04`` style for small values, no float noise."""
-    if float(x).is_integer() and abs(x) < 1e6:
-        return str(int(x)) if abs(x) >= 1 or x == 0 else repr(float(x))
-    return f"{x:.6g}"
+    """A number as the trainer should read it: whole numbers without ".0", others in full precision."""
+    f = float(x)
+    if f.is_integer() and abs(f) < 1e15:
+        return str(int(f))
+    return repr(f)
 
 
 def _bool(b: bool) -> str:
