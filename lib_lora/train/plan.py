@@ -530,7 +530,7 @@ class TrainingPlan:
             f"{self.epoch_images} per epoch with repeats",
             f"  steps: {self.max_train_steps}{' (auto)' if self.steps_auto else ''} × batch {self.batch_size}"
             + (f" × {self.num_processes} GPUs" if self.num_processes > 1 else "")
-            + f" = {self.images_seen} images seen ({self.images_seen / max(1, self.image_count):.0f} per image)",
+            + f" = {self.images_seen} images seen ({self.images_seen / max(1, self.image_count):.3g} per image)",
             f"  lr {_num(self.learning_rate)}"
             + (f" (text encoder {_num(self.text_encoder_lr)})" if self.text_encoder_lr and not p.train_unet_only else "")
             + f", {self.lr_scheduler}, dim {self.network_dim} / alpha {_num(self.network_alpha)}, "
