@@ -136,11 +136,22 @@
             start = textarea.selectionStart;
             end = textarea.selectionEnd;
         }
-        const before = value.slice(0, start), after = value.slice(end);
+        let before = value.slice(0, start);
+        let after = value.slice(end);
         let prefix = "";
-        if (before.length && !/\s$/.test(before)) prefix = /[,(]$/.test(before) ? " " : ", ";
+        if (before.trim().length) {
+            if (/[,(]\s*$/.test(before)) {
+                prefix = /\s$/.test(before) ? "" : " ";
+            } else {
+                before = before.replace(/[ \t]+$/, "");
+                prefix = /\n$/.test(before) ? "" : ", ";
+            }
+        }
         let suffix = "";
-        if (after.length && !/^[\s,)]/.test(after)) suffix = ", ";
+        if (after.trim().length && !/^\s*[,)]/.test(after)) {
+            suffix = ", ";
+            after = after.replace(/^\s+/, "");
+        }
         textarea.value = before + prefix + snippet + suffix + after;
         const caret = (before + prefix + snippet).length;
         try {

@@ -36,10 +36,16 @@ from typing import Any, Dict, List, Optional  # noqa: UP035 - pydantic 1 + pytho
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, constr
 
 from lib_lora import browse
 from lib_lora.errors import LoraStudioError
+
+# Strict text (pydantic 1 would turn 5 into "5"): constr exists with the same meaning in pydantic 1 and 2.
+LongText = constr(strict=True, max_length=100_000)
+ShortText = constr(strict=True, max_length=10_000)
+NameText = constr(strict=True, max_length=4096)
+IdText = constr(strict=True, max_length=100)
 
 PREFIX = "/lora-studio/v1"
 TAG = "LoRA Studio"
@@ -52,36 +58,36 @@ _basic = HTTPBasic(auto_error=False)
 
 
 class ResolveRequest(BaseModel):
-    prompt: str = Field(..., max_length=100_000, description="the prompt with <lora:...> tags")
-    negative_prompt: str = Field("", max_length=100_000)
-    checkpoint: Optional[str] = Field(  # noqa: UP045
-        None, max_length=4096, description="checkpoint title/name to check against (default: the selected one)"
+    prompt: LongText = Field(..., description="the prompt with <lora:...> tags")  # type: ignore[valid-type]
+    negative_prompt: LongText = ""  # type: ignore[valid-type]
+    checkpoint: Optional[NameText] = Field(  # type: ignore[valid-type]  # noqa: UP045
+        None, description="checkpoint title/name to check against (default: the selected one)"
     )
 
 
 class MetadataRequest(BaseModel):
     """The user's own values; a field left out is unchanged, ``null`` or "" removes it."""
 
-    activation_text: Optional[str] = Field(None, max_length=10_000)  # noqa: UP045
+    activation_text: Optional[ShortText] = None  # type: ignore[valid-type]  # noqa: UP045
     preferred_weight: Optional[float] = Field(None, ge=-10.0, le=10.0)  # noqa: UP045
-    base: Optional[str] = Field(None, max_length=100, description="architecture or family id, e.g. sdxl or pony")  # noqa: UP045
-    category: Optional[str] = Field(None, max_length=40)  # noqa: UP045
-    notes: Optional[str] = Field(None, max_length=100_000)  # noqa: UP045
-    negative_text: Optional[str] = Field(None, max_length=10_000)  # noqa: UP045
-    description: Optional[str] = Field(None, max_length=100_000)  # noqa: UP045
+    base: Optional[IdText] = Field(None, description="architecture or family id, e.g. sdxl, pony, sdxl/pony")  # type: ignore[valid-type]  # noqa: UP045
+    category: Optional[IdText] = None  # type: ignore[valid-type]  # noqa: UP045
+    notes: Optional[LongText] = None  # type: ignore[valid-type]  # noqa: UP045
+    negative_text: Optional[ShortText] = None  # type: ignore[valid-type]  # noqa: UP045
+    description: Optional[LongText] = None  # type: ignore[valid-type]  # noqa: UP045
 
 
 class JobRequest(BaseModel):
     """A training job (fields as the Train tab's plan takes them)."""
 
-    dataset: str = Field(..., min_length=1, max_length=4096, description="folder of training images")
-    base: str = Field(..., min_length=1, max_length=4096, description="base checkpoint title or name (see /checkpoints)")
-    trigger: str = Field(..., min_length=1, max_length=200, description="the unique trigger word")
-    preset: str = Field("default", max_length=100, description="default | fast | gui-defaults")
-    kind: str = Field("character", max_length=40, description="character | style | concept")
+    dataset: NameText = Field(..., description="folder of training images")  # type: ignore[valid-type]
+    base: NameText = Field(..., description="base checkpoint title or name (see /checkpoints)")  # type: ignore[valid-type]
+    trigger: IdText = Field(..., description="the unique trigger word")  # type: ignore[valid-type]
+    preset: IdText = Field("default", description="default | fast | gui-defaults")  # type: ignore[valid-type]
+    kind: IdText = Field("character", description="character | style | concept")  # type: ignore[valid-type]
     steps: Optional[int] = Field(None, ge=1, le=1_000_000, description="optimizer steps (default: auto)")  # noqa: UP045
-    output_name: Optional[str] = Field(None, max_length=200)  # noqa: UP045
-    caption_extension: str = Field(".txt", max_length=20)
+    output_name: Optional[IdText] = None  # type: ignore[valid-type]  # noqa: UP045
+    caption_extension: IdText = ".txt"  # type: ignore[valid-type]
     gpu_ids: Optional[List[int]] = Field(None, description="GPU ids (several: multi-GPU)")  # noqa: UP006, UP045
     options: Dict[str, Any] = Field(default_factory=dict, description="plan overrides: batch_size, lr, dim, alpha, resolution, ...")  # noqa: UP006
 
@@ -444,6 +450,9 @@ def make_router(host: Any, *, jobs: Any = None) -> APIRouter:
     @router.post("/jobs", status_code=201, summary="Check the dataset, plan and queue a training job")
     def create_job(body: JobRequest) -> Any:
         ctx.refuse_remote("training")
+        for key in ("dataset", "base", "trigger"):
+            if not str(getattr(body, key)).strip():
+                raise _problem(422, f"{key} must not be empty")
         manager = ctx.jobs()
         try:
             spec, meta, gpus = ctx.plan_job(body)

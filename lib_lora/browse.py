@@ -518,9 +518,15 @@ CheckFn = Callable[[Detection, Detection], Any]
 
 
 def _default_check() -> CheckFn:
-    from lib_lora.compat import check
+    try:
+        from lib_lora.compat import check  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:  # an older core without the compatibility module: say so, hide nothing
+        return _no_check
+    return check  # type: ignore[no-any-return, unused-ignore]
 
-    return check
+
+def _no_check(lora: Detection, checkpoint: Detection) -> CompatView:
+    return CompatView(LEVEL_UNKNOWN, "compatibility check not available")
 
 
 def compat_of(entry_det: Detection, checkpoint: Detection | None, check: CheckFn | None = None) -> CompatView:

@@ -172,7 +172,6 @@ def build_ui(host: StandaloneHost, *, demo: bool = False, note: str = "") -> Any
     from lib_lora.ui.browser import build_browser, esc
 
     titles = [c.title for c in host.list_checkpoints()]
-    selected = host.selected_checkpoint()
     with cg.blocks(title="LoRA Studio", analytics_enabled=False) as blocks:
         with gr.Row(elem_id="lora_studio_top"):
             cg.make(
@@ -188,7 +187,7 @@ def build_ui(host: StandaloneHost, *, demo: bool = False, note: str = "") -> Any
                 gr.Dropdown,
                 label="Checkpoint",
                 choices=titles,
-                value=selected.title if selected else None,
+                value=lambda: _selected_title(host),
                 elem_id="setting_sd_model_checkpoint",
                 allow_custom_value=False,
                 interactive=True,
@@ -213,6 +212,11 @@ def build_ui(host: StandaloneHost, *, demo: bool = False, note: str = "") -> Any
                 _train_tab(host)
     cg.queue(blocks)
     return blocks
+
+
+def _selected_title(host: StandaloneHost) -> str | None:
+    ref = host.selected_checkpoint()
+    return ref.title if ref is not None else None
 
 
 def _train_tab(host: StandaloneHost) -> None:
