@@ -269,3 +269,17 @@ def test_ctrl_c_cancels_the_whole_trainer(setup, tmp_path):
     if pgid:
         with pytest.raises(ProcessLookupError):
             os.killpg(pgid, 0)
+
+
+def test_missing_trainer_environment_is_refused(setup, tmp_path, capsys, monkeypatch):
+    data, ckpt = setup
+    monkeypatch.delenv("TRAINER_PYTHON", raising=False)
+    sd = tmp_path / "sd"
+    sd.mkdir()
+    (sd / "train_network.py").write_text("# stand-in\n")
+    studio = tmp_path / "studio data"
+    rc = run_cli(str(data), "--base", str(ckpt), "--trigger", "zed", "--arch", "sd1", "--sd-scripts", str(sd),
+                 "--data-dir", str(studio), "--output", str(tmp_path / "o"))  # fmt: skip
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "trainer environment is missing" in err and str(studio / "trainer-venv") in err

@@ -34,8 +34,18 @@ def default_sd_scripts_dir() -> str:
     return str(Path(__file__).resolve().parents[2] / "vendor" / "sd-scripts")
 
 
-def default_trainer_python() -> str:
-    return os.environ.get("TRAINER_PYTHON", "").strip() or sys.executable
+def default_trainer_python(data_dir: str | None = None, sd_scripts_dir: str | None = None) -> str:
+    """``$TRAINER_PYTHON``, else the Python of LoRA Studio's trainer venv (which may not exist yet)."""
+    env = os.environ.get("TRAINER_PYTHON", "").strip()
+    if env:
+        return env
+    from lib_lora.paths import user_data_dir
+
+    try:
+        from lib_lora.train.environment import TrainerEnvironment
+    except ImportError:
+        return str(user_data_dir(data_dir) / "trainer-venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
+    return str(TrainerEnvironment(user_data_dir(data_dir), sd_scripts_dir or default_sd_scripts_dir()).python)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,7 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", metavar="DIR", help="output folder (default: ./output/<name>)")
     p.add_argument("--name", help="output file name without extension (default: from the trigger)")
     p.add_argument("--sd-scripts", metavar="DIR", default=None, help="sd-scripts checkout (default: vendor/sd-scripts or $SD_SCRIPTS_DIR)")
-    p.add_argument("--trainer-python", metavar="PY", default=None, help="Python of the trainer venv (default: $TRAINER_PYTHON or this Python)")
+    p.add_argument("--trainer-python", metavar="PY", default=None, help="Python of the trainer venv (default: $TRAINER_PYTHON or LoRA Studio's trainer venv)")
     p.add_argument("--gpus", metavar="IDS", help="GPU ids, e.g. 0 or 0,1 (several GPUs: one process each)")
     p.add_argument("--free-vram-gb", type=float, help="free VRAM for the fast preset's batch size (default: ask nvidia-smi)")
     p.add_argument("--tokenizer-cache", metavar="DIR", help="tokenizer cache folder (--tokenizer_cache_dir), for offline runs")
@@ -196,7 +206,7 @@ def build(args: argparse.Namespace) -> tuple[DatasetReport, TrainingPlan | None,
             args.preset,
             args.output,
             args.sd_scripts or default_sd_scripts_dir(),
-            args.trainer_python or default_trainer_python(),
+            args.trainer_python or default_trainer_python(args.data_dir, args.sd_scripts),
             kind=args.kind,
             family=family,
             overrides=_overrides(args),
@@ -245,7 +255,10 @@ def _start(plan: TrainingPlan, args: argparse.Namespace) -> int:
             f"sd-scripts not found: {plan.script_path} (run install.py, or pass --sd-scripts / set SD_SCRIPTS_DIR)"
         )
     if os.path.isabs(plan.trainer_python) and not os.path.isfile(plan.trainer_python):
-        raise TrainingError(f"the trainer environment is missing: {plan.trainer_python} does not exist")
+        raise TrainingError(
+            f"the trainer environment is missing: {plan.trainer_python} does not exist (set it up from the Train "
+            "tab, or pass --trainer-python / set TRAINER_PYTHON)"
+        )
     final = os.path.join(plan.output_dir, plan.output_name + ".safetensors")
     if os.path.exists(final) and not args.overwrite:
         raise TrainingError(f"{final} already exists: pass --overwrite or choose another --name")
