@@ -7,6 +7,7 @@ import base64
 import hashlib
 import importlib.metadata
 import importlib.util
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -23,6 +24,22 @@ from lib_lora.train.environment import (
     cuda_major,
     parse_requirements,
     torch_index_for,
+)
+from lib_lora.train.install_support import (
+    EXTERNAL,
+    FAILED,
+    INITIALIZED,
+    OK,
+    PINNED_COMMIT,
+    SUBMODULE_PATH,
+    SUBMODULE_URL,
+    UPDATED,
+    ensure_sd_scripts,
+    find_sd_scripts,
+    install_step,
+    recorded_commit,
+    resolve_sd_scripts,
+    submodule_state,
 )
 
 
@@ -148,3 +165,133 @@ def test_create_with_the_venvs_own_pip(tmp_path, wheels, sd_scripts):
     status = env.create(wheel_dir=wheels)
     assert status.state == READY, status.message
     assert (Path(env.venv_dir) / "bin" / "pip").exists() or (Path(env.venv_dir) / "Scripts" / "pip.exe").exists()
+
+
+# ------------------------------------------------------------------------ sd-scripts submodule
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def git_env(monkeypatch):
+    for key, value in {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+                       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+                       # submodules from a local path are "file" transport, off by default since git 2.38
+                       "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "protocol.file.allow",
+                       "GIT_CONFIG_VALUE_0": "always", "GIT_TERMINAL_PROMPT": "0"}.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
+def fake_upstream(tmp_path, git_env) -> tuple[Path, str, str]:
+    """A local stand-in for kohya-ss/sd-scripts with two commits."""
+    up = tmp_path / "upstream-sd-scripts"
+    up.mkdir()
+    git(up, "init", "-q", "-b", "main")
+    (up / "train_network.py").write_text("# v1\n")
+    (up / "requirements.txt").write_text("toml==0.10.2\n")
+    git(up, "add", "-A")
+    git(up, "commit", "-q", "-m", "one")
+    first = git(up, "rev-parse", "HEAD")
+    (up / "train_network.py").write_text("# v2\n")
+    git(up, "commit", "-q", "-am", "two")
+    return up, first, git(up, "rev-parse", "HEAD")
+
+
+def make_extension(tmp_path: Path, url: str, commit: str) -> Path:
+    """An extension repo that records the submodule exactly as LoRA Studio does (no network)."""
+    ext = tmp_path / "ext-origin"
+    ext.mkdir()
+    git(ext, "init", "-q", "-b", "main")
+    (ext / ".gitmodules").write_text(f'[submodule "{SUBMODULE_PATH}"]\n\tpath = {SUBMODULE_PATH}\n\turl = {url}\n')
+    git(ext, "add", ".gitmodules")
+    git(ext, "update-index", "--add", "--cacheinfo", f"160000,{commit},{SUBMODULE_PATH}")
+    git(ext, "commit", "-q", "-m", "pin sd-scripts")
+    clone = tmp_path / "ext"
+    subprocess.run(["git", "clone", "-q", str(ext), str(clone)], check=True)  # a user's clean clone
+    return clone
+
+
+def test_this_repository_pins_sd_scripts():
+    assert recorded_commit(REPO) == PINNED_COMMIT == "48d368fa557731ad0488c07304dfeba8c07910eb"
+    gitmodules = (REPO / ".gitmodules").read_text()
+    assert f"path = {SUBMODULE_PATH}" in gitmodules and f"url = {SUBMODULE_URL}" in gitmodules
+
+
+def test_empty_submodule_is_initialised(tmp_path, fake_upstream):
+    up, first, _second = fake_upstream
+    ext = make_extension(tmp_path, up.as_uri(), first)
+    assert (ext / SUBMODULE_PATH).is_dir() and not any((ext / SUBMODULE_PATH).iterdir())
+    assert submodule_state(ext)[0] == "-"
+    status = ensure_sd_scripts(ext)
+    assert status.state == INITIALIZED and status.usable, status.message
+    assert status.commit == first == status.expected
+    assert (ext / SUBMODULE_PATH / "train_network.py").read_text() == "# v1\n"
+    assert ensure_sd_scripts(ext).state == OK  # nothing to do the second time
+    assert resolve_sd_scripts(ext) == ext / SUBMODULE_PATH
+
+
+def test_checkout_at_another_commit_is_moved_back(tmp_path, fake_upstream):
+    up, first, second = fake_upstream
+    ext = make_extension(tmp_path, up.as_uri(), first)
+    ensure_sd_scripts(ext)
+    git(ext / SUBMODULE_PATH, "checkout", "-q", second)
+    assert submodule_state(ext) == ("+", second)
+    status = ensure_sd_scripts(ext)
+    assert status.state == UPDATED and status.commit == first, status.message
+    assert (ext / SUBMODULE_PATH / "train_network.py").read_text() == "# v1\n"
+
+
+def test_fetch_failure_is_a_clear_message_not_an_exception(tmp_path, git_env):
+    ext = make_extension(tmp_path, (tmp_path / "no-such-repo").as_uri(), "1" * 40)
+    lines: list[str] = []
+    status = install_step(ext, echo=lines.append)
+    assert status.state == FAILED and not status.usable
+    assert "Could not download kohya sd-scripts" in status.message
+    assert "git submodule update --init --recursive vendor/sd-scripts" in status.message
+    assert "'sd-scripts folder' setting" in status.message
+    assert lines == [f"[LoRA Studio] {status.message}"]
+
+
+def test_not_a_git_checkout(tmp_path):
+    ext = tmp_path / "zip-install"
+    (ext / SUBMODULE_PATH).mkdir(parents=True)
+    status = ensure_sd_scripts(ext)
+    assert status.state == FAILED and "not a git checkout" in status.message
+    (ext / SUBMODULE_PATH / "train_network.py").write_text("")
+    assert ensure_sd_scripts(ext).state == OK
+
+
+def test_git_runs_through_the_given_runner_as_argument_lists(tmp_path):
+    calls: list[list[str]] = []
+
+    def runner(cmd, **kwargs):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 128, "", "fatal: not a git repository")
+
+    ensure_sd_scripts(tmp_path, runner)
+    assert calls and all(isinstance(c, list) and c[0] == "git" for c in calls)
+
+
+def test_find_sd_scripts_accepts_sd_scripts_and_kohya_ss(tmp_path):
+    sd = tmp_path / "sd-scripts-checkout"
+    sd.mkdir()
+    (sd / "train_network.py").write_text("")
+    kohya = tmp_path / "kohya_ss"
+    (kohya / "sd-scripts").mkdir(parents=True)
+    (kohya / "sd-scripts" / "train_network.py").write_text("")
+    assert find_sd_scripts(sd) == sd
+    assert find_sd_scripts(kohya) == kohya / "sd-scripts"
+    with pytest.raises(TrainerEnvironmentError, match="not an sd-scripts folder"):
+        find_sd_scripts(tmp_path)
+    with pytest.raises(TrainerEnvironmentError, match="not a folder"):
+        find_sd_scripts(tmp_path / "missing")
+    status = ensure_sd_scripts(tmp_path / "ext", external=kohya)
+    assert status.state == EXTERNAL and status.path == str(kohya / "sd-scripts")
+    assert resolve_sd_scripts(tmp_path / "ext", str(kohya)) == kohya / "sd-scripts"
+    with pytest.raises(TrainerEnvironmentError, match="sd-scripts is not installed"):
+        resolve_sd_scripts(tmp_path / "ext")
