@@ -4,6 +4,7 @@ job records that survive a restart."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from lib_lora.safetensors_header import read_header
 from lib_lora.train import logparse
 from lib_lora.train.jobs import JobManager, gpu_ids_of
 from lib_lora.train.logparse import FailureKind, Progress
+from lib_lora.train.progressbar import ProgressPrinter, format_duration, format_rate, render
 from lib_lora.train.runner import (
     CANCELLED,
     FAILED,
@@ -422,3 +424,46 @@ def test_resume_refuses_a_job_without_saves(tmp_path):
     assert manager.wait(job_id, 15).state == FAILED
     with pytest.raises(Exception, match="no saved state"):
         manager.resume(job_id)
+
+
+# --------------------------------------------------------------------------------- progress bar
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_render_mid_run():
+    status = JobStatus(state=RUNNING, step=2, total=4, rate=1 / 1.46, eta_seconds=2, loss=1.07, epoch=1, epochs=1)
+    line = render(status, 100)
+    assert line.startswith("[") and " 50%  2/4  1.46 s/it  ETA 0:02  loss 1.07  epoch 1/1" in line
+    assert render(status, 100, unicode=False).count("#") == render(status, 100).count("█")
+    assert len(render(status, 30)) <= 30
+    assert render(JobStatus(state=RUNNING, task="caching latents... 3/30"), 80) == "starting: caching latents... 3/30"
+    assert format_duration(3723) == "1:02:03" and format_rate(12.5) == "12.50 it/s" and format_rate(None) == "? it/s"
+
+
+def test_progress_printer_on_a_real_run(tmp_path):
+    tty = _Tty()
+    printer = ProgressPrinter(tty, width=100)
+    plain = io.StringIO()
+    lines = ProgressPrinter(plain, width=100)
+    run = TrainingRun(make_spec(tmp_path, "sd15-ok"), tmp_path / "job", on_status=lambda s: (printer(s), lines(s)))
+    run.start()
+    final = run.wait(30)
+    assert final.state == SUCCEEDED
+    drawn = tty.getvalue()
+    assert drawn.startswith("\r") and drawn.endswith("\n") and "done in" in drawn.rsplit("\r", 1)[-1]
+    logged = plain.getvalue().splitlines()
+    assert "\r" not in plain.getvalue() and logged[-1].startswith("done in") and len(logged) >= 2
+
+
+def test_progress_printer_ascii_stream():
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    printer = ProgressPrinter(stream, width=80)
+    printer(JobStatus(state=RUNNING, step=1, total=4, rate=2.0, eta_seconds=1.5))
+    printer.log_line("INFO prepare dataset")
+    stream.flush()
+    text = stream.buffer.getvalue().decode("ascii")  # type: ignore[attr-defined]
+    assert "[" in text and "#" in text and "INFO prepare dataset" in text
