@@ -184,49 +184,30 @@ def alias_hash(entry: Any) -> str:
     return hashlib.sha1(os.path.normcase(path).encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
-class _NameIndex:
-    """How many library files answer to each name in the built-in loader's table (stems and aliases)."""
+class _HashIndex:
+    """Library files by :func:`alias_hash` (built only when a ``<relpath>~<hash>`` name is met)."""
 
     def __init__(self, entries: Sequence[Any]) -> None:
-        self.size = len(entries)
-        self.names: dict[str, int] = {}
-        self.relpaths: dict[str, int] = {}
-        self.entries = entries
-        self._by_hash: dict[str, list[Any]] | None = None
+        self.table: dict[str, list[Any]] = {}
         for e in entries:
-            stem = str(getattr(e, "name", "") or "")
-            alias = getattr(e, "alias", None)
-            self.names[stem] = self.names.get(stem, 0) + 1
-            if alias and alias != stem:
-                self.names[alias] = self.names.get(alias, 0) + 1
-            rel = str(getattr(e, "relpath", "") or "")
-            if rel:
-                self.relpaths[rel] = self.relpaths.get(rel, 0) + 1
+            self.table.setdefault(alias_hash(e), []).append(e)
 
-    def by_hash(self, h: str) -> list[Any]:
-        if self._by_hash is None:
-            table: dict[str, list[Any]] = {}
-            for e in self.entries:
-                table.setdefault(alias_hash(e), []).append(e)
-            self._by_hash = table
-        return self._by_hash.get(h, [])
+    def get(self, h: str) -> list[Any]:
+        return self.table.get(h, [])
 
 
-_INDEX_CACHE: dict[int, tuple[Any, Any, _NameIndex]] = {}
+_HASH_INDEX: dict[int, tuple[Any, Any, _HashIndex]] = {}
 
 
-def _name_index(library: LibraryLike) -> _NameIndex:
-    """The name index of ``library``, rebuilt when its entries change."""
+def _hash_index(library: LibraryLike) -> _HashIndex:
     token = _library_token(library)
-    hit = _INDEX_CACHE.get(id(library))
+    hit = _HASH_INDEX.get(id(library))
     if hit is not None and hit[0] is library and token is not None and hit[1] == token:
         return hit[2]
-    index = _NameIndex(list(library.entries()))
-    if token is None:
-        token = ("entries", index.size, id(index.entries))
-    if len(_INDEX_CACHE) > 16:
-        _INDEX_CACHE.clear()
-    _INDEX_CACHE[id(library)] = (library, token, index)
+    index = _HashIndex(list(library.entries()))
+    if len(_HASH_INDEX) > 16:
+        _HASH_INDEX.clear()
+    _HASH_INDEX[id(library)] = (library, token, index)
     return index
 
 
@@ -270,28 +251,43 @@ def loader_name_for(
     """The tag name that makes the built-in loader load exactly ``entry``, and whether the glue must
     register it (``True``: put it in the built-in table, mapped to ``entry.path``).
 
-    The built-in table maps every file's stem and ``ss_output_name`` to a file; when two files share
-    a name the last one scanned wins. So the stem is used only when no other file in the library
-    answers to it (and, when the glue passes ``builtin_names``, the built-in table has it for this
-    file); otherwise the file's relative path (``chars/alice``) when that is unique, else
-    ``<relpath>~<8 hex>``, registered under that name.
+    The built-in table maps every file's stem and ``ss_output_name`` to a file. When two files share a
+    stem the one scanned last wins; a stem shared only with another file's ``ss_output_name`` still
+    finds its own file (the built-in then marks that alias "forbidden" and looks names up by stem). So
+    the stem is used when no other file in the library has it (and, when the glue passes
+    ``builtin_names``, the built-in table maps it to this file, or lacks it — then it is registered).
+    Otherwise: the file's relative path (``chars/alice``) when no other file has it, else
+    ``<relpath>~<8 hex>`` — registered under that name.
     """
-    index = _name_index(library)
+    path = str(getattr(entry, "path", "") or "")
     stem = str(getattr(entry, "name", "") or "")
-    unique_stem = index.names.get(stem, 0) <= 1 and name_problem(stem) is None
-    if unique_stem and _is_builtin_name_for(stem, entry, builtin_names):
-        return stem, False
-    if unique_stem and builtin_names is not None and not isinstance(builtin_names, Mapping):
-        # Not in the built-in table at all (a folder only LoRA Studio scans): register the stem itself.
+    if name_problem(stem) is None and _unique(library, stem, path, "stem"):
+        if builtin_names is None or _is_builtin_name_for(stem, entry, builtin_names):
+            return stem, False
         if stem not in builtin_names:
+            # Not in the built-in table at all (a folder only LoRA Studio scans): register the stem.
             return stem, True
-    if unique_stem and isinstance(builtin_names, Mapping) and stem not in builtin_names:
-        return stem, True
     rel = _writable(str(getattr(entry, "relpath", "") or stem))
-    if rel != stem and index.relpaths.get(rel, 0) <= 1 and index.names.get(rel, 0) == 0 and name_problem(rel) is None:
-        if builtin_names is None or rel not in builtin_names:
-            return rel, True
+    if (
+        rel != stem
+        and name_problem(rel) is None
+        and _unique(library, rel, path, "relpath")
+        and (builtin_names is None or rel not in builtin_names)
+    ):
+        return rel, True
     return f"{rel}~{alias_hash(entry)}", True
+
+
+def _unique(library: LibraryLike, name: str, path: str, how: str) -> bool:
+    """True when ``name`` looked up exactly (by ``how``) gives this one file and no other."""
+    found = _cached_lookup(library, name)
+    return (
+        found.status == "found"
+        and found.matched_by == how
+        and found.entry is not None
+        and str(getattr(found.entry, "path", "")) == path
+        and found.query.strip() == name
+    )
 
 
 def _writable(name: str) -> str:
@@ -314,18 +310,19 @@ class Resolution:
     candidates: tuple[Any, ...] = ()
     suggestions: tuple[str, ...] = ()
     message: str = ""
+    query: str = ""
 
 
 def resolve_name(library: LibraryLike, name: str) -> Resolution:
     """Resolve one tag name to one library file (see the module docstring for the order)."""
     if is_rooted_or_parent(name):
         return Resolution("refused", message="names must stay inside the LoRA folders (no '..', no absolute paths)")
-    result = _lookup(library, name)
+    result = _cached_lookup(library, name)
     if result.status in ("found", "refused", "ambiguous"):
         return result
     stripped = name.strip()
     if stripped and stripped != name:
-        again = _lookup(library, stripped)
+        again = _cached_lookup(library, stripped)
         if again.status != "missing":
             return again
     m = _ALIAS_RE.match(stripped)
@@ -336,10 +333,47 @@ def resolve_name(library: LibraryLike, name: str) -> Resolution:
     return result
 
 
+_HEX_NAME_RE = re.compile(r"^\s*[0-9a-fA-F]{10,64}\s*$")
+_RESOLVE_CACHE: dict[int, tuple[Any, Any, dict[tuple[str, str], Resolution]]] = {}
+_RESOLVE_CACHE_SIZE = 4096
+
+
+def _cached_lookup(library: LibraryLike, name: str) -> Resolution:
+    """``library.lookup(name)``, remembered until the library's entries change (``library.generation``).
+
+    The WebUI rewrites the same prompt for every image and every generation; a name that is not found
+    costs a did-you-mean search over every name in the library, which is worth doing once. Hash-like
+    names are never remembered: hashes are computed in the background without a new generation.
+    """
+    return _remember(library, ("lookup", name), name, lambda: _lookup(library, name))
+
+
+def _remember(library: LibraryLike, key: tuple[str, str], name: str, compute: Any) -> Resolution:
+    token = _library_token(library)
+    if token is None or _HEX_NAME_RE.match(name):
+        result: Resolution = compute()
+        return result
+    slot = _RESOLVE_CACHE.get(id(library))
+    if slot is None or slot[0] is not library or slot[1] != token:
+        if len(_RESOLVE_CACHE) > 16:
+            _RESOLVE_CACHE.clear()
+        slot = (library, token, {})
+        _RESOLVE_CACHE[id(library)] = slot
+    table = slot[2]
+    hit = table.get(key)
+    if hit is None:
+        hit = compute()
+        if len(table) >= _RESOLVE_CACHE_SIZE:
+            table.clear()
+        table[key] = hit
+    return hit
+
+
 def _lookup(library: LibraryLike, name: str) -> Resolution:
     look = library.lookup(name)
     status = getattr(look, "status", "missing")
     return Resolution(
+        query=name,
         status=status,
         entry=getattr(look, "entry", None),
         matched_by=getattr(look, "matched_by", None),
@@ -351,10 +385,10 @@ def _lookup(library: LibraryLike, name: str) -> Resolution:
 
 def _resolve_alias(library: LibraryLike, base: str, h: str) -> Resolution | None:
     """A name LoRA Studio wrote earlier (``<relpath>~<hash>``): the file with that hash, else the base."""
-    hits = _name_index(library).by_hash(h)
+    hits = _hash_index(library).get(h)
     if len(hits) == 1:
         return Resolution("found", entry=hits[0], matched_by="loader-alias")
-    base_result = _lookup(library, base)
+    base_result = _cached_lookup(library, base)
     if base_result.status in ("found", "ambiguous"):
         return base_result
     return None

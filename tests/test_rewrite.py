@@ -280,6 +280,20 @@ def test_same_relpath_in_two_roots_gets_a_hashed_alias(tmp_path: Path) -> None:
         assert result.aliases == {name: str(pb)}
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_stem_shared_with_another_files_alias_needs_no_alias(tmp_path: Path, reverse: bool) -> None:
+    root = tmp_path / "l"
+    carl = lora(root, "carl")
+    other = lora(root, "other", ss_output_name="carl")  # its ss_output_name is carl's stem
+    with Library([root], tmp_path / "i.sqlite3") as lib:
+        lib.scan()
+        result = rewrite_prompt("<lora:carl:1> <lora:other:1>", "", lib, settings=PLAIN)
+        assert [t.path for t in result.tags] == [str(carl), str(other)]
+        assert result.aliases == {} and [t.loader_name for t in result.tags] == ["carl", "other"]
+        table = builtin_for(lib, reverse)
+        assert [table.load(t.name or "") for t in parse_prompt(result.prompt).lora_tags] == [str(carl), str(other)]
+
+
 def test_builtin_names_decide_when_to_register(library: Library) -> None:
     bob = library.lookup("bob").entry
     assert bob is not None
