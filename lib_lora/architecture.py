@@ -330,9 +330,9 @@ _UNET_DIFFUSERS = ("down_blocks_", "mid_block_", "up_blocks_")
 
 def _tag(rest: str) -> str:
     """Structural family of a module path (``_`` separators)."""
-    if rest.startswith(_UNET_SGM):
+    if rest.startswith(_UNET_SGM) or rest.startswith(("label_emb_", "time_embed_")):
         return "unet-sgm"
-    if rest.startswith(_UNET_DIFFUSERS):
+    if rest.startswith(_UNET_DIFFUSERS) or rest.startswith(("add_embedding_", "time_embedding_")):
         return "unet-diffusers"
     if rest.startswith(("double_blocks_", "single_blocks_")):
         return "bfl"
@@ -1001,12 +1001,14 @@ def _trigger_words(md: dict[str, str]) -> tuple[list[Evidence], tuple[str, ...],
                         tok = sub.get("class_tokens")
                         if isinstance(tok, str) and add(tok):
                             ev.append(Evidence("metadata", "trigger", f"ss_datasets class_tokens {tok!r}"))
+    freq = _json(md.get("ss_tag_frequency"))
+    if not folders and isinstance(freq, dict):
+        folders = list(freq)  # the same "<repeats>_<class tokens>" folder names key the tag counts
     for folder in folders:
         tok = _class_tokens(folder)
         if tok and add(tok):
             ev.append(Evidence("metadata", "trigger", f"kohya dataset folder {folder!r} (class tokens {tok!r})"))
     guessed: list[str] = []
-    freq = _json(md.get("ss_tag_frequency"))
     if isinstance(freq, dict):
         total: Counter[str] = Counter()
         for tags in freq.values():
