@@ -467,3 +467,26 @@ def test_progress_printer_ascii_stream():
     stream.flush()
     text = stream.buffer.getvalue().decode("ascii")  # type: ignore[attr-defined]
     assert "[" in text and "#" in text and "INFO prepare dataset" in text
+
+
+def test_two_managers_on_one_folder_never_start_a_job_twice(tmp_path):
+    """The WebUI and the CLI may both hold a JobManager on the same data folder."""
+    webui = JobManager(tmp_path / "data", spec_type=JobSpec, grace_seconds=0.5)
+    first = webui.submit(hanging(tmp_path, "first", out=tmp_path / "o1"))
+    second = webui.submit(hanging(tmp_path, "second", out=tmp_path / "o2"))
+    wait_for(lambda: webui.get(first).status.step == 2, what="first job's progress")
+    cli = JobManager(tmp_path / "data", spec_type=JobSpec, grace_seconds=0.5)
+    try:
+        assert cli.get(first).state == RUNNING  # followed, not restarted
+        assert cli.get(second).state == QUEUED
+        webui.cancel(first)
+        wait_for(lambda: webui.get(second).state == RUNNING and cli.get(second).state == RUNNING,
+                 what="the second job to start and be seen by both")
+        assert webui.get(second).status.pid == cli.get(second).status.pid
+        assert (Path(webui.get(second).job_dir) / "claim").read_text() == str(os.getpid())
+    finally:
+        cli.cancel(second)
+        assert cli.wait(second, 15).state == CANCELLED
+        assert webui.wait(second, 15).state == CANCELLED
+        cli.close()
+        webui.close()

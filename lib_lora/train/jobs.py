@@ -34,6 +34,7 @@ from lib_lora.train.logparse import FailureKind, Saved, failure_for
 from lib_lora.train.runner import (
     ACTIVE_STATES,
     CANCELLED,
+    CANCELLING,
     FAILED,
     QUEUED,
     RUNNING,
@@ -45,6 +46,7 @@ from lib_lora.train.runner import (
     find_output,
     find_resume_state,
     is_same_process,
+    pid_alive,
     read_job_log,
     resume_spec,
 )
@@ -192,6 +194,7 @@ class JobManager:
         self._closed = False
         self._scheduling = False
         self._reschedule = False
+        self._foreign: set[str] = set()  # queued jobs another process claimed: re-read from disk
         self._load(start_queued)
         self._schedule()
 
@@ -233,10 +236,14 @@ class JobManager:
     def list(self) -> builtins.list[JobRecord]:
         """Every job, newest first."""
         with self._lock:
+            for job_id in builtins.list(self._foreign):
+                self._refresh_foreign(job_id)
             return sorted(self._records.values(), key=lambda r: (r.created_at, r.id), reverse=True)
 
     def get(self, job_id: str) -> JobRecord:
         with self._lock:
+            if job_id in self._foreign:
+                self._refresh_foreign(job_id)
             record = self._records.get(job_id)
             if record is None:
                 raise TrainingError(f"no training job with id {job_id!r}")
@@ -367,6 +374,32 @@ class JobManager:
         self._specs[record.id] = spec
         return spec
 
+    def _cancelled_elsewhere(self, job_id: str, status: JobStatus) -> JobStatus:
+        """A run that another LoRA Studio process cancelled ends "killed" here: call it cancelled."""
+        try:
+            data = json.loads((self.jobs_dir / job_id / JOB_FILE).read_text(encoding="utf-8"))
+            on_disk = str(data["status"]["state"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return status
+        if on_disk not in (CANCELLING, CANCELLED):
+            return status
+        kept = f"; last save: {status.last_save}" if status.last_save else "; no periodic save was made"
+        return dataclasses.replace(status, state=CANCELLED, failure=None,
+                                   message=f"Cancelled at step {status.step}/{status.total or '?'}{kept}")
+
+    def _refresh_foreign(self, job_id: str) -> None:
+        """Re-read a job another process runs; follow it here once it is running."""
+        try:
+            data = json.loads((self.jobs_dir / job_id / JOB_FILE).read_text(encoding="utf-8"))
+            record = JobRecord.from_dict(data)
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        self._records[job_id] = record
+        if record.status.state != QUEUED:
+            self._foreign.discard(job_id)
+            if record.status.state in ACTIVE_STATES and job_id not in self._runs:
+                self._recover(record)
+
     def _persist(self, record: JobRecord, *, force: bool = False) -> None:
         now = time.monotonic()
         state_changed = self._persisted_state.get(record.id) != record.status.state
@@ -400,6 +433,8 @@ class JobManager:
         with self._lock:
             if job_id not in self._records:
                 return
+            if status.state == FAILED:
+                status = self._cancelled_elsewhere(job_id, status)
             record = self._update(job_id, status, force=status.done)
             if status.done:
                 self._runs.pop(job_id, None)
@@ -442,6 +477,10 @@ class JobManager:
                 waiting.append(gpus)
                 continue
             self._queue.remove(job_id)
+            if not _claim(Path(record.job_dir)):
+                # another LoRA Studio process (the CLI beside the WebUI) has started it: follow theirs
+                self._foreign.add(job_id)
+                continue
             try:
                 spec = self._spec_from_record(record)
             except Exception as exc:
@@ -510,8 +549,37 @@ class JobManager:
             )
             self._runs[record.id] = run
             run.attach(st.pid, st.pgid, st.started_at)
+            if st.state == CANCELLING:  # the cancel was asked for before the restart: finish it
+                run.cancel(self.grace_seconds)
             return
         self._update(record.id, _dead_status(record), force=True)
+
+
+CLAIM_FILE = "claim"
+
+
+def _claim(job_dir: Path) -> bool:
+    """Atomically mark a queued job as started by this process; False when a live process already
+    did (two LoRA Studio processes — WebUI and CLI — share the data folder)."""
+    path = job_dir / CLAIM_FILE
+    for _attempt in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = int(path.read_text(encoding="ascii").strip() or "0")
+            except (OSError, ValueError):
+                owner = 0
+            if owner and pid_alive(owner):
+                return False
+            path.unlink(missing_ok=True)  # left by a process that is gone
+            continue
+        except OSError:
+            return True  # cannot write the claim (read-only folder): start anyway, as before claims
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(str(os.getpid()))
+        return True
+    return False
 
 
 def _dead_status(record: JobRecord) -> JobStatus:
