@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
+from lib_lora import compat
 from lib_lora import settings as settings_mod
 from lib_lora.prompt import (
     Tag,
@@ -531,7 +532,7 @@ def _resolve_tag(
     cfg: RewriteSettings,
     builtin_names: Mapping[str, str] | Iterable[str] | None,
 ) -> tuple[TagResolution, Any, bool]:
-    """One tag -> its resolution, the library entry (``None`` unless kept) and whether to register its name."""
+    """One tag -> its resolution, the library entry (``None`` unless resolved) and whether to register its name."""
     original = format_tag(tag)
     name = tag.name
     base = TagResolution(original=original, network=tag.network, name=name, status=MISSING, output="")
@@ -567,13 +568,13 @@ def _resolve_tag(
     )
     level, cmsg = _compat(entry, checkpoint)
     res = replace(res, compat_level=level, compat_message=cmsg)
-    if level == "incompatible":
+    if level == compat.INCOMPATIBLE:
         if cfg.incompatible == settings_mod.INCOMPATIBLE_SKIP:
-            msg = f"skipped {shown}: {cmsg}"
-            return replace(res, status=SKIPPED, reason=cmsg, message=msg), None, False
+            reason = _short(cmsg)
+            return replace(res, status=SKIPPED, reason=reason, message=f"skipped {shown}: {reason}"), entry, False
         if cfg.incompatible == settings_mod.INCOMPATIBLE_WARN:
-            res = replace(res, message=f"{shown}: {cmsg}; it will not work with this checkpoint")
-    elif level == "cross-family":
+            res = replace(res, message=f"{shown}: {cmsg}")
+    elif level == compat.CROSS_FAMILY:
         res = replace(res, message=f"{shown}: {cmsg}")
 
     loader, register = loader_name_for(entry, library, builtin_names)
@@ -581,17 +582,20 @@ def _resolve_tag(
     return replace(res, loader_name=loader, output=format_tag(new_tag)), entry, register
 
 
+def _short(message: str) -> str:
+    """``SDXL LoRA on an SD 1.5 checkpoint`` of ``SDXL LoRA on an SD 1.5 checkpoint: the loader ...``."""
+    return message.split(": ", 1)[0].rstrip(".")
+
+
 def _compat(entry: Any, checkpoint: Any) -> tuple[str | None, str]:
+    """The compatibility level and sentence; ``None`` when no checkpoint is known (nothing checked)."""
     if checkpoint is None:
         return None, ""
     detection = getattr(entry, "detection", None)
     if detection is None:
-        return "unknown", "base model of the LoRA unknown"
-    import importlib
-
-    compat = importlib.import_module("lib_lora.compat")  # lands separately; typed import once it has
+        return compat.UNKNOWN_LEVEL, "The LoRA's base model is not known."
     result = compat.check(detection, checkpoint)
-    return str(result.level), str(getattr(result, "message", "") or "")
+    return result.level, result.message
 
 
 # --------------------------------------------------------------------------------------------------

@@ -308,6 +308,103 @@ def test_builtin_names_decide_when_to_register(library: Library) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+# Compatibility with the checkpoint
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compat_lib(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Iterator[tuple[Library, Path]]:
+    base = tmp_path_factory.mktemp("compat")
+    root = base / "loras"
+    root.mkdir()
+    shutil.copyfile(fixtures_dir / "kohya-outputs" / SD15, root / "sdone.safetensors")  # real SD1.5 kohya output
+    shutil.copyfile(fixtures_dir / "kohya-outputs" / SDXL, root / "xlbase.safetensors")  # real SDXL kohya output
+    lora(root, "ponyone", "pony-sdxl")
+    lora(root, "illu", "illustrious-sdxl")
+    with Library([root], base / "i.sqlite3") as lib:
+        lib.scan()
+        yield lib, base
+
+
+def checkpoint(base: Path, preset: str, filename: str):  # type: ignore[no-untyped-def]
+    from factory import make_checkpoint
+
+    from lib_lora.architecture import Hints, detect_checkpoint
+    from lib_lora.safetensors_header import read_header
+
+    path = make_checkpoint(base / "ckpts", Path(filename).stem, preset)
+    return detect_checkpoint(read_header(path), Hints(filename=filename))
+
+
+def test_incompatible_lora_warns_by_default(compat_lib: tuple[Library, Path]) -> None:
+    lib, base = compat_lib
+    sd15 = checkpoint(base, "ckpt-sd1", "v1-5-pruned-emaonly.safetensors")
+    result = rewrite_prompt("<lora:xlbase:1> <lora:sdone:1>", "", lib, checkpoint=sd15, settings=PLAIN)
+    xl, one = result.tags
+    assert (xl.status, xl.compat_level, one.compat_level) == (RESOLVED, "incompatible", "exact")
+    assert result.prompt == "<lora:xlbase:1> <lora:sdone:1>"
+    (warning,) = result.warnings
+    assert warning.startswith("xlbase: SDXL LoRA on an SD") and "ignore" in warning
+    assert parse_infotext(result.infotext).warnings == (warning,)
+
+
+def test_incompatible_lora_skipped_when_set(compat_lib: tuple[Library, Path]) -> None:
+    lib, base = compat_lib
+    sd15 = checkpoint(base, "ckpt-sd1", "v1-5-pruned-emaonly.safetensors")
+    cfg = RewriteSettings(incompatible=settings_mod.INCOMPATIBLE_SKIP)
+    result = rewrite_prompt("a <lora:xlbase:1> <lora:sdone:0.5>", "", lib, checkpoint=sd15, settings=cfg)
+    assert result.prompt == "a  mychar, <lora:sdone:0.5>"
+    xl = result.tags[0]
+    assert xl.status == "skipped" and xl.output == ""
+    assert re.fullmatch(r"skipped xlbase: SDXL LoRA on an SD ?1\.5 checkpoint", xl.message), xl.message
+    assert result.skipped == ("xlbase",)
+    assert parse_infotext(result.infotext).skipped == (("xlbase", xl.reason),)
+    # No trigger words for a skipped LoRA.
+    assert result.inserted_words == ("mychar",)
+
+
+def test_incompatible_lora_allowed_silently(compat_lib: tuple[Library, Path]) -> None:
+    lib, base = compat_lib
+    sd15 = checkpoint(base, "ckpt-sd1", "v1-5-pruned-emaonly.safetensors")
+    cfg = RewriteSettings(incompatible=settings_mod.INCOMPATIBLE_ALLOW, trigger_policy="off")
+    result = rewrite_prompt("<lora:xlbase:1>", "", lib, checkpoint=sd15, settings=cfg)
+    assert result.prompt == "<lora:xlbase:1>" and result.warnings == ()
+    assert result.tags[0].compat_level == "incompatible"
+
+
+def test_cross_family_warns_and_unknown_family_does_not(compat_lib: tuple[Library, Path]) -> None:
+    lib, base = compat_lib
+    illustrious = checkpoint(base, "ckpt-sdxl", "illustriousXL_v01.safetensors")
+    merge = checkpoint(base, "ckpt-sdxl", "mySDXLmerge_v3.safetensors")
+    assert illustrious.family == "illustrious" and merge.family in (None, "sdxl-base")
+    result = rewrite_prompt("<lora:ponyone:1> <lora:illu:1> <lora:xlbase>", "", lib, checkpoint=illustrious,
+                            settings=PLAIN)
+    assert [t.compat_level for t in result.tags] == ["cross-family", "exact", "exact"]
+    (warning,) = result.warnings
+    assert warning.startswith("ponyone: Pony LoRA on an Illustrious checkpoint")
+    assert [t.status for t in result.tags] == [RESOLVED] * 3
+    # A checkpoint of unknown lineage (most SDXL merges): every SDXL LoRA is fine, no warning.
+    result = rewrite_prompt("<lora:ponyone:1> <lora:illu:1> <lora:xlbase>", "", lib, checkpoint=merge, settings=PLAIN)
+    assert [t.compat_level for t in result.tags] == ["exact"] * 3 and result.warnings == ()
+
+
+def test_no_checkpoint_no_compat_check(compat_lib: tuple[Library, Path]) -> None:
+    lib, _ = compat_lib
+    result = rewrite_prompt("<lora:xlbase:1>", "", lib, settings=PLAIN)
+    assert result.tags[0].compat_level is None and result.warnings == ()
+
+
+def test_preview_reports_compat(compat_lib: tuple[Library, Path]) -> None:
+    lib, base = compat_lib
+    sd15 = checkpoint(base, "ckpt-sd1", "v1-5-pruned-emaonly.safetensors")
+    data = preview("<lora:xlbase:1>", "", lib, sd15, RewriteSettings(incompatible="skip"))
+    assert data["checkpoint"]["architecture"] == "sd1"
+    (tag,) = data["tags"]
+    assert tag["status"] == "skipped" and tag["architecture"] == "sdxl"
+    assert data["prompt"] == ""
+
+
+# --------------------------------------------------------------------------------------------------
 # Trigger words
 # --------------------------------------------------------------------------------------------------
 
@@ -565,3 +662,19 @@ def test_cli_resolve(library: Library, capsys: pytest.CaptureFixture[str]) -> No
     assert rc == 3
     rc = cli_main(["resolve", "x", "--lora-dir", str(Path(root) / "nope"), "--index", index])
     assert rc == 1 and "not found" in capsys.readouterr().err
+
+
+def test_cli_resolve_with_checkpoint(compat_lib: tuple[Library, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from factory import make_checkpoint
+
+    lib, base = compat_lib
+    ckpt = make_checkpoint(base / "cli-ckpts", "v1-5-pruned-emaonly", "ckpt-sd1")
+    args = ["resolve", "<lora:xlbase:1> <lora:sdone>", "--lora-dir", lib.roots[0], "--index", str(base / "cli.sqlite3"),
+            "--checkpoint", str(ckpt)]
+    assert cli_main([*args, "--incompatible", "skip"]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint: sd1" in out and "skipped xlbase: SDXL LoRA on an SD" in out
+    assert "prompt:    mychar, <lora:sdone>" in out
+    assert cli_main([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [t["compat_level"] for t in data["tags"]] == ["incompatible", "exact"]
