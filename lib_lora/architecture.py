@@ -509,6 +509,10 @@ class _Scan:
             info = t.get(module + suffix)
             if info is not None and len(info[1]) >= 2:
                 return info[1][1]
+        if module.endswith("_lora"):
+            info = t.get(module + ".down.weight")
+            if info is not None and len(info[1]) >= 2:
+                return info[1][1]
         w1 = t.get(module + ".lokr_w1") or t.get(module + ".lokr_w1_b")
         w2 = t.get(module + ".lokr_w2") or t.get(module + ".lokr_w2_b")
         if w1 is not None and w2 is not None and len(w1[1]) == 2 and len(w2[1]) >= 2:
@@ -581,7 +585,8 @@ def _unet(s: _Scan, r: _Result) -> _Result:
                 if w is not None:
                     break
     if w is None:
-        w, m = s.first_width("attn2.to_k", "attn2.to_v")
+        # diffusers attention-processor LoRAs name the layer "attn2.processor.to_k_lora"
+        w, m = s.first_width("attn2.to_k", "attn2.to_v", "attn2.processor.to_k_lora")
     if w is not None:
         arch = _UNET_WIDTHS.get(w)
         if arch:
@@ -1292,10 +1297,11 @@ def _probe_text_encoders(s: _Scan, arch: str) -> None:
 
 
 def _content(s: _Scan) -> str | None:
-    b = s.blob
-    if "\nemb_params\n" in b or "\nclip_l\n" in b or "\nclip_g\n" in b or "\nstring_to_param." in b:
+    """What a file that is neither a LoRA nor a checkpoint holds (direct lookups, no scan)."""
+    t = s.tensors
+    if "emb_params" in t or "clip_l" in t or "clip_g" in t or "string_to_param.*" in t:
         return "textual inversion embedding"
-    if b.find("\nencoder.conv_in.weight\n") >= 0 or b.find("\ndecoder.conv_in.weight\n") >= 0:
+    if "encoder.conv_in.weight" in t or "decoder.conv_in.weight" in t:
         return "VAE"
     return None
 

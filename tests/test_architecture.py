@@ -722,3 +722,62 @@ def test_detect_never_raises(tensors: synth.Tensors, md: dict[str, str], hints: 
 def test_presets_at_any_rank(preset: str, rank: int) -> None:
     det = detect(_hdr(*synth.build(preset, rank)))
     assert det.architecture == EXPECTED[preset][0]
+
+
+# --------------------------------------------------------------------------------------------------
+# More naming conventions and rarer rules
+
+
+def test_sdxl_refiner_without_cross_attention_by_width_and_depth() -> None:
+    t = _lora("lora_unet_input_blocks_4_1_transformer_blocks_3_attn1_to_q", 768, 768)
+    assert detect(_hdr(t)).architecture == "sdxl-refiner"
+
+
+def test_diffusers_attention_processor_names() -> None:
+    base = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.processor.to_k_lora"
+    t = {f"{base}.down.weight": (F16, (4, 2048)), f"{base}.up.weight": (F16, (640, 4))}
+    det = detect(_hdr(t))
+    assert (det.kind, det.architecture, det.adapter, det.rank) == ("lora", "sdxl", "lora", 4)
+
+
+def test_lycoris_prefix_with_diffusers_underscore_names() -> None:
+    mods = synth.flux_diffusers_mods(double=2, single=2, norms=True)
+    t = synth.assemble([(synth.kohya_name("lycoris"), mods)], "lokr", 4)
+    det = detect(_hdr(t))
+    assert (det.architecture, det.adapter, det.targets) == ("flux1", "lokr", ("transformer",))
+    t = synth.assemble([(synth.kohya_name("lora_transformer"), synth.flux_diffusers_mods(double=2, single=2))],
+                       "lora", 4)
+    assert detect(_hdr(t)).candidates == ("flux1", "chroma")
+
+
+def test_flux2_diffusers_names() -> None:
+    t = _peft("transformer.single_transformer_blocks.0.attn.to_qkv_mlp_proj", 3072, 27648)
+    t.update(_peft("transformer.transformer_blocks.0.attn.to_q", 3072, 3072))
+    assert detect(_hdr(t)).architecture == "flux2"
+
+
+def test_flux2_checkpoint_shared_modulation() -> None:
+    t = synth.assemble([(synth.dotted_name(""), synth.bfl_mods(3072, 2, 2, 3.0, modulation=False, swiglu=True))],
+                       "plain", 4)
+    t["double_stream_modulation_img.lin.weight"] = (F16, (18432, 3072))
+    assert detect_checkpoint(_hdr(t)).architecture == "flux2"
+
+
+@pytest.mark.parametrize(("prefixes", "arch", "cands"), [
+    (("lora_te2",), "sdxl", ("sdxl", "sd3")),
+    (("lora_te1",), "sdxl", ("sdxl", "flux1", "sd3")),
+    (("lora_te1", "lora_te2", "lora_te3"), "sd3", ("sd3", "sd3.5-medium", "sd3.5-large")),
+])
+def test_text_encoder_combinations(prefixes: tuple[str, ...], arch: str, cands: tuple[str, ...]) -> None:
+    groups: list[synth.Group] = []
+    for p in prefixes:
+        mods = synth.t5_mods(1) if p == "lora_te3" else synth.clip_mods(1, 1280 if p == "lora_te2" else 768)
+        groups.append((synth.kohya_name(p), mods))
+    det = detect(_hdr(synth.assemble(groups, "lora", 4)))
+    assert (det.architecture, det.candidates) == (arch, cands)
+
+
+def test_sidecar_base_accepts_civitai_style_names() -> None:
+    t, md = _sdxl()
+    det = detect(_hdr(t, md), Hints(sidecar_base="Pony"))
+    assert det.family == "pony" and any(e.source == "sidecar" for e in det.evidence)
