@@ -84,6 +84,9 @@ class RewriteSettings:
     insert_negative: bool = True
     #: the WebUI's "Enable comments" (on by default): a tag after ``#`` on its line is never loaded
     prompt_comments: bool = True
+    #: write ``<lyco:...>`` as ``<lora:...>``: Forge registers no ``lyco`` network and drops such tags
+    #: silently (A1111 registers ``lyco`` as an alias of ``lora``, so both work there)
+    lyco_as_lora: bool = False
 
     @classmethod
     def from_settings(cls, value: Any) -> RewriteSettings:
@@ -579,6 +582,8 @@ def _resolve_tag(
 
     loader, register = loader_name_for(entry, library, builtin_names)
     new_tag = tag.with_name(loader)
+    if cfg.lyco_as_lora and new_tag.network == "lyco":
+        new_tag = replace(new_tag, network="lora", text=None)
     return replace(res, loader_name=loader, output=format_tag(new_tag)), entry, register
 
 

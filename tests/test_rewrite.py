@@ -169,6 +169,11 @@ def test_other_networks_and_text_untouched(library: Library) -> None:
     assert result.negative == "neg <lora:bob:1>"  # negatives are never parsed for tags
     renamed = rewrite_prompt("<lyco:BOB:0.6:lbw=0,1,1>", "", library, settings=PLAIN)
     assert renamed.prompt == "<lyco:bob:0.6:lbw=0,1,1>"
+    # Forge has no "lyco" network: the glue asks for <lora:...> there.
+    forge = RewriteSettings(trigger_policy="off", lyco_as_lora=True)
+    assert rewrite_prompt("<lyco:lycoris/hada:0.6> <lyco:nothere>", "", library, settings=forge).prompt == (
+        "<lora:hada:0.6> "
+    )
 
 
 def test_tags_in_comments_are_left_alone(library: Library) -> None:
