@@ -576,7 +576,7 @@ def _resolve_tag(
             reason = _short(cmsg)
             return replace(res, status=SKIPPED, reason=reason, message=f"skipped {shown}: {reason}"), entry, False
         if cfg.incompatible == settings_mod.INCOMPATIBLE_WARN:
-            res = replace(res, message=f"{shown}: {cmsg}")
+            res = replace(res, message=f"{shown} will not work with this checkpoint: {cmsg}")
     elif level == compat.CROSS_FAMILY:
         res = replace(res, message=f"{shown}: {cmsg}")
 

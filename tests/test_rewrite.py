@@ -349,7 +349,7 @@ def test_incompatible_lora_warns_by_default(compat_lib: tuple[Library, Path]) ->
     assert (xl.status, xl.compat_level, one.compat_level) == (RESOLVED, "incompatible", "exact")
     assert result.prompt == "<lora:xlbase:1> <lora:sdone:1>"
     (warning,) = result.warnings
-    assert warning.startswith("xlbase: SDXL LoRA on an SD") and "ignore" in warning
+    assert warning.startswith("xlbase will not work with this checkpoint: SDXL LoRA on an SD") and "ignore" in warning
     assert parse_infotext(result.infotext).warnings == (warning,)
 
 
