@@ -780,7 +780,7 @@ class TrainingRun:
             for line in ev.text.split("\n"):
                 live.log_tail.append(line)
                 live.text.append(line)
-            if ev.level and live.step == 0 and live.state == RUNNING and ev.level == "INFO":
+            if ev.level == "INFO" and live.step == off and live.state == RUNNING:
                 live.task = ev.text.split("\n", 1)[0][:120]
             return True
         if isinstance(ev, Error):
