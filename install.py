@@ -39,14 +39,11 @@ def main() -> int:
         except ImportError:
             print(f"[LoRA Studio] missing packages: {', '.join(missing)} (pip install them)", file=sys.stderr)
     try:
-        from lib_lora.train.install_support import ensure_sd_scripts
+        from lib_lora.train.install_support import install_step
     except ImportError as exc:  # a partial checkout: the extension still works without training
         print(f"[LoRA Studio] training support not available: {exc}", file=sys.stderr)
         return 0
-    status = ensure_sd_scripts(EXTENSION_DIR)
-    message = getattr(status, "message", None)
-    if message:
-        print(f"[LoRA Studio] {message}")
+    install_step(EXTENSION_DIR)  # prints its own one-line status; never raises
     return 0
 
 
