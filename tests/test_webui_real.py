@@ -1,0 +1,231 @@
+"""LoRA Studio inside a real WebUI (A1111 v1.10.x or Forge): skipped unless ``WEBUI_DIR`` is set.
+
+``WEBUI_DIR`` is a WebUI checkout (with its ``repositories/`` in place); ``WEBUI_PYTHON`` the python of its
+venv (default ``$WEBUI_DIR/venv/bin/python``). tests/webui_real_runner.py runs in a subprocess with that
+python: the real ``initialize``, ``scripts``, ``processing``, ``extra_networks``, built-in Lora and HTTP API
+handlers; the model and the sampler are stubbed (no weights), the text encoder's input is tokenised with
+the real CLIP tokenizer from the shared fixtures. See tests/run_webui_suite.sh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+WEBUI_DIR = os.environ.get("WEBUI_DIR", "")
+
+pytestmark = [
+    pytest.mark.webui,
+    pytest.mark.skipif(not WEBUI_DIR, reason="set WEBUI_DIR (and WEBUI_PYTHON) to run against a real WebUI"),
+]
+
+SD15 = "kohya-outputs/sd15-kohya-dim4-mychar.safetensors"
+SDXL = "kohya-outputs/sdxl-kohya-unetonly.safetensors"
+
+SCENARIOS: dict[str, Any] = {
+    "basic": {"request": {"prompt": "a portrait <lora:zk_alice:0.8>", "negative_prompt": "lowres"}},
+    "batch2": {
+        "kind": "direct",
+        "request": {
+            "prompt": ["girl <lora:zk_alice:0.5>", "boy <lora:chars/kotori:1>"],
+            "negative_prompt": ["", ""],
+            "batch_size": 2,
+        },
+    },
+    "styles": {"request": {"prompt": "on a bench", "styles": ["alice"]}},
+    "hires": {
+        "request": {
+            "prompt": "a cat <lora:chars/kotori:0.6>",
+            "hr_prompt": "a cat, detailed <lora:zk_alice:0.3>",
+            "enable_hr": True,
+            "hr_upscaler": "Latent",
+            "hr_scale": 2,
+            "denoising_strength": 0.5,
+        }
+    },
+    "img2img": {"kind": "img2img", "request": {"prompt": "<lora:chars/kotori:0.9> rain", "denoising_strength": 0.5}},
+    "missing": {"request": {"prompt": "<lora:zk_alce:1> <lora:chars/kotori:1> x"}},
+    "dup": {"request": {"prompt": "<lora:b/dup:0.9> x"}, "options": {"lora_studio_incompatible": "Allow silently"}},
+    "skip_incompatible": {
+        "request": {"prompt": "<lora:xl/myxl_style:1> <lora:zk_alice:0.5> x"},
+        "options": {"lora_studio_incompatible": "Skip the LoRA"},
+    },
+    "disabled": {"request": {"prompt": "<lora:zk_alice:0.8> x"}, "options": {"lora_studio_enabled": False}},
+    "paste_dup": {"kind": "paste", "from": "dup"},
+    "regen_dup": {"from_paste": "paste_dup", "options": {"lora_studio_incompatible": "Allow silently"}},
+}
+
+
+def _webui_python() -> str:
+    return os.environ.get("WEBUI_PYTHON") or str(Path(WEBUI_DIR) / "venv" / "bin" / "python")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("webui-real")
+    lora, ckpt, data = root / "Lora", root / "Stable-diffusion", root / "data"
+    for d in (lora / "chars", lora / "xl", lora / "a", lora / "b", ckpt, data / "extensions"):
+        d.mkdir(parents=True)
+    shutil.copyfile(fixtures_dir / SD15, lora / "zk_alice.safetensors")
+    shutil.copyfile(fixtures_dir / "sidecars" / "alice.json", lora / "zk_alice.json")
+    shutil.copyfile(fixtures_dir / SD15, lora / "chars" / "kotori.safetensors")
+    shutil.copyfile(fixtures_dir / SDXL, lora / "xl" / "myxl_style.safetensors")
+    shutil.copyfile(fixtures_dir / SD15, lora / "a" / "dup.safetensors")
+    shutil.copyfile(fixtures_dir / SDXL, lora / "b" / "dup.safetensors")
+    sys.path.insert(0, str(REPO / "tests"))
+    from factory import make_checkpoint
+
+    make_checkpoint(ckpt, "sd15", "ckpt-sd1")
+    (data / "extensions" / "lora-studio").symlink_to(REPO, target_is_directory=True)
+    out = root / "out.json"
+    config = {
+        "data_dir": str(data),
+        "lora_dir": str(lora),
+        "ckpt_dir": str(ckpt),
+        "checkpoint": "sd15.safetensors",
+        "clip_tokenizer": str(fixtures_dir / "clip-tokenizer"),
+        "out": str(out),
+        "styles": [{"name": "alice", "prompt": "{prompt}, <lora:zk_alice:0.7>", "negative": "bad hands"}],
+        "scenarios": SCENARIOS,
+    }
+    cfg = root / "config.json"
+    cfg.write_text(json.dumps(config), encoding="utf-8")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env.pop("LORA_STUDIO_DATA", None)
+    log = root / "webui.log"
+    with open(log, "w", encoding="utf-8") as fh:
+        proc = subprocess.run(
+            [_webui_python(), str(REPO / "tests" / "webui_real_runner.py"), str(cfg)],
+            cwd=WEBUI_DIR, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=900, check=False,
+        )  # fmt: skip
+    if not out.exists():
+        pytest.fail(f"the runner wrote no result (exit {proc.returncode}); log: {log}\n{log.read_text()[-3000:]}")
+    result = json.loads(out.read_text(encoding="utf-8"))
+    result["_root"] = str(root)
+    result["_log"] = str(log)
+    assert not result["errors"], result["errors"][0] + "\n" + log.read_text()[-3000:]
+    return result
+
+
+def _scenario(run: dict[str, Any], name: str) -> dict[str, Any]:
+    s = run["scenarios"][name]
+    assert "error" not in s, s.get("error")
+    return s
+
+
+def _names(loaded: list[list[Any]]) -> list[str]:
+    return [Path(entry[1]).relative_to(Path(entry[1]).parents[0]).name for entry in loaded]
+
+
+def _files(run: dict[str, Any], passes: list[dict[str, Any]], hr: bool = False) -> list[str]:
+    root = Path(run["_root"]) / "Lora"
+    loaded = [x for x in passes if x["hr"] == hr][0]["loaded"]
+    return [Path(f).relative_to(root).as_posix() for _, f in loaded]
+
+
+def _entry(infotext: str) -> str:
+    last = infotext.strip().splitlines()[-1]
+    assert "LoRA Studio: " in last, last
+    return last
+
+
+def test_extension_loaded_into_the_real_webui(run: dict[str, Any]) -> None:
+    assert run["lora_studio_script"], "LoraStudioScript is not among the always-on txt2img scripts"
+    assert "lora_studio_enabled" in run["settings_keys"] and "lora_studio_incompatible" in run["settings_keys"]
+    builtin = Path(run["builtin_networks"])
+    assert builtin.name == "networks.py" and builtin.parent.name in ("Lora", "sd_forge_lora")
+    assert run["scan"]["state"] == "done" and run["scan"]["total"] == 5
+    print("WebUI:", run["flavor"], run["versions"])
+
+
+def test_selected_checkpoint_read_without_loading(run: dict[str, Any]) -> None:
+    sel = run["selected_checkpoint"]
+    assert Path(sel["path"]).name == "sd15.safetensors" and sel["architecture"] == "sd1"
+    assert sel["model_before"] == sel["model_after"]  # nothing was loaded by LoRA Studio
+    assert sel["model_after"] in ("NoneType", "FakeInitialModel")
+
+
+def test_txt2img_through_the_api(run: dict[str, Any]) -> None:
+    s = _scenario(run, "basic")
+    assert s["all_prompts"] == ["a portrait zk_alice, red coat, <lora:zk_alice:0.8>"]
+    assert s["all_negative_prompts"] == ["lowres, blurry, extra fingers"]
+    assert _files(run, s["loaded_per_pass"]) == ["zk_alice.safetensors"]
+    # what reached the text encoder: the WebUI stripped the tag, the trigger words stayed
+    assert ["a portrait zk_alice, red coat,"] in s["encoded"]
+    assert "LoRA Studio: " in _entry(s["infotexts"][0]) and "words: zk_alice, red coat" in s["infotexts"][0]
+
+
+def test_batch_with_different_prompts(run: dict[str, Any]) -> None:
+    s = _scenario(run, "batch2")
+    assert s["all_prompts"] == ["girl zk_alice, red coat, <lora:zk_alice:0.5>", "boy mychar, <lora:kotori:1>"]
+    assert _files(run, s["loaded_per_pass"]) == ["zk_alice.safetensors"]  # the WebUI uses the first prompt's
+    assert any("different LoRAs" in c for c in s["comments"])
+    assert all("different LoRAs" in info for info in s["infotexts"])
+
+
+def test_styles(run: dict[str, Any]) -> None:
+    s = _scenario(run, "styles")
+    assert s["all_prompts"] == ["on a bench, zk_alice, red coat, <lora:zk_alice:0.7>"]
+    assert s["all_negative_prompts"] == ["bad hands, blurry, extra fingers"]
+    assert _files(run, s["loaded_per_pass"]) == ["zk_alice.safetensors"]
+
+
+def test_hires_fix(run: dict[str, Any]) -> None:
+    s = _scenario(run, "hires")
+    assert s["all_prompts"] == ["a cat mychar, <lora:kotori:0.6>"]
+    assert s["all_hr_prompts"] == ["a cat, detailed zk_alice, red coat, <lora:zk_alice:0.3>"]
+    assert _files(run, s["loaded_per_pass"]) == ["chars/kotori.safetensors"]
+    assert _files(run, s["loaded_per_pass"], hr=True) == ["zk_alice.safetensors"]
+    assert 'Hires prompt: "a cat, detailed zk_alice, red coat, <lora:zk_alice:0.3>"' in s["infotexts"][0]
+
+
+def test_img2img(run: dict[str, Any]) -> None:
+    s = _scenario(run, "img2img")
+    assert s["all_prompts"] == ["mychar, <lora:kotori:0.9> rain"]
+    assert _files(run, s["loaded_per_pass"]) == ["chars/kotori.safetensors"]
+
+
+def test_missing_name_removed_other_loras_still_load(run: dict[str, Any]) -> None:
+    s = _scenario(run, "missing")
+    assert "zk_alce" not in s["all_prompts"][0]
+    assert _files(run, s["loaded_per_pass"]) == ["chars/kotori.safetensors"]
+    assert any("zk_alce" in c and "not found" in c for c in s["comments"])
+    assert "missing zk_alce" in s["infotexts"][0]
+
+
+def test_shadowed_duplicate_loads_the_named_file(run: dict[str, Any]) -> None:
+    s = _scenario(run, "dup")
+    assert _files(run, s["loaded_per_pass"]) == ["b/dup.safetensors"]
+
+
+def test_incompatible_skipped(run: dict[str, Any]) -> None:
+    s = _scenario(run, "skip_incompatible")
+    assert "myxl_style" not in s["all_prompts"][0]
+    assert _files(run, s["loaded_per_pass"]) == ["zk_alice.safetensors"]
+    assert any(c.startswith("LoRA Studio: skipped xl/myxl_style") for c in s["comments"]), s["comments"]
+    assert "skipped xl/myxl_style" in s["infotexts"][0]
+
+
+def test_disabled_passes_through(run: dict[str, Any]) -> None:
+    s = _scenario(run, "disabled")
+    assert s["all_prompts"] == ["<lora:zk_alice:0.8> x"]
+    assert "LoRA Studio" not in s["infotexts"][0]
+    assert not any(c.startswith("LoRA Studio") for c in s["comments"])
+
+
+def test_png_info_round_trip(run: dict[str, Any]) -> None:
+    first = _scenario(run, "dup")
+    pasted = _scenario(run, "paste_dup")["params"]
+    assert pasted["Prompt"] == first["all_prompts"][0]
+    again = _scenario(run, "regen_dup")
+    assert again["all_prompts"] == first["all_prompts"]
+    assert again["all_negative_prompts"] == first["all_negative_prompts"]
+    assert _files(run, again["loaded_per_pass"]) == _files(run, first["loaded_per_pass"])

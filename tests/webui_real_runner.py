@@ -1,0 +1,404 @@
+"""Run LoRA Studio inside a real WebUI checkout (A1111 v1.10.x or Forge) and report what happened as JSON.
+
+Executed by tests/test_webui_real.py as ``<WEBUI_PYTHON> tests/webui_real_runner.py CONFIG.json`` with the
+WebUI folder as the working directory. It starts the WebUI the way ``webui.py --nowebui`` does
+(``initialize.imports()``, ``initialize.initialize()``), with LoRA Studio linked into the data dir's
+``extensions/`` folder, builds the real ``modules.api.api.Api`` (which builds the UI and the scripts' default
+arguments like the HTTP API does) and generates through ``Api.text2imgapi`` / ``img2imgapi`` — the real
+``processing.process_images``, ``scripts``, ``extra_networks`` and built-in Lora.
+
+Stubbed, because there are no model weights here (and none may be downloaded): the model object (it
+records what reached the text encoder, tokenised with the real CLIP tokenizer from the shared fixtures;
+``decode_first_stage`` returns zeros) and the sampler (returns its input latent). Forge's LoRA patcher
+``load_lora_for_models`` is replaced by a recorder; its name lookup in ``networks.load_networks`` is real.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+CONFIG = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+OUT: dict[str, Any] = {"scenarios": {}, "errors": []}
+ENCODED: list[list[str]] = []  # every batch of texts the "text encoder" received
+FORGE_APPLIED: list[list[tuple[str, float, float]]] = []
+PROCESSING: list[Any] = []
+
+
+def main() -> None:
+    webui_dir = Path.cwd()
+    sys.path.insert(0, str(webui_dir))
+    data = Path(CONFIG["data_dir"])
+    sys.argv = [
+        "webui.py", "--skip-torch-cuda-test", "--use-cpu", "all", "--no-half", "--no-half-vae",
+        "--data-dir", str(data), "--lora-dir", CONFIG["lora_dir"], "--ckpt-dir", CONFIG["ckpt_dir"],
+        "--skip-load-model-at-start", "--nowebui", "--skip-version-check", "--no-download-sd-model",
+        "--skip-python-version-check", "--skip-install",
+    ]  # fmt: skip
+    forge = (webui_dir / "modules_forge").is_dir()
+    if forge:
+        sys.argv += ["--always-cpu", "--disable-xformers"]
+    OUT["flavor"] = "forge" if forge else "a1111"
+
+    from modules import initialize
+
+    initialize.imports()
+    initialize.check_versions()
+    initialize.initialize()
+
+    import torch
+    from modules import processing, scripts, sd_models, sd_samplers, shared
+
+    OUT["versions"] = {"torch": torch.__version__, "gradio": __import__("gradio").__version__}
+    with contextlib.suppress(Exception):
+        from modules import launch_utils
+
+        OUT["versions"]["webui"] = launch_utils.git_tag()
+
+    install_stubs(forge)
+    for style in CONFIG.get("styles", []):
+        from modules import styles as styles_mod
+
+        shared.prompt_styles.styles[style["name"]] = styles_mod.PromptStyle(style["name"], style["prompt"], style.get("negative", ""), None)
+    from lib_lora import webui as glue
+
+    # The selected checkpoint is read without loading a model (the stub would record a load).
+    loads_before = type(sd_models.model_data.sd_model).__name__
+    shared.opts.set("sd_model_checkpoint", CONFIG["checkpoint"], run_callbacks=False)
+    ref = glue.host().selected_checkpoint()
+    detection = glue.host().checkpoint_detection(ref)
+    OUT["selected_checkpoint"] = {
+        "path": ref.path if ref else None,
+        "architecture": getattr(detection, "architecture", None),
+        "model_before": loads_before,
+        "model_after": type(sd_models.model_data.sd_model).__name__,
+    }
+    select_checkpoint(CONFIG["checkpoint"])
+    from fastapi import FastAPI
+
+    # As webui.api_only(): the API (which builds the UI and the scripts' defaults), then before_ui and
+    # app_started (the built-in Lora registers its extra network in before_ui).
+    from modules import call_queue, script_callbacks
+    from modules.api import api as api_mod
+    from modules.api import models
+
+    app = FastAPI()
+    api = api_mod.Api(app, call_queue.queue_lock)
+    script_callbacks.before_ui_callback()
+    script_callbacks.app_started_callback(None, app)
+    OUT["lora_studio_script"] = any(type(s).__name__ == "LoraStudioScript" for s in scripts.scripts_txt2img.alwayson_scripts)
+    OUT["settings_keys"] = sorted(k for k in shared.opts.data_labels if k.startswith("lora_studio_"))
+    OUT["builtin_networks"] = getattr(sys.modules.get("networks"), "__file__", None)
+
+    h = glue.host()
+    OUT["lora_roots"] = [str(p) for p in h.lora_roots()]
+    status = h.rescan(wait=True)
+    OUT["scan"] = {"state": status.state, "total": status.total, "message": status.message}
+    OUT["lookup_zk_alice"] = getattr(h.library().lookup("zk_alice"), "status", None)
+
+    for name, spec in CONFIG["scenarios"].items():
+        ENCODED.clear()
+        FORGE_APPLIED.clear()
+        PROCESSING.clear()
+        if spec.get("checkpoint"):
+            select_checkpoint(spec["checkpoint"])
+        for key, value in spec.get("options", {}).items():
+            shared.opts.set(key, value)
+        try:
+            OUT["scenarios"][name] = run_scenario(api, models, spec, forge)
+        except Exception:
+            OUT["scenarios"][name] = {"error": traceback.format_exc()}
+        for key in spec.get("options", {}):
+            shared.opts.set(key, shared.opts.get_default(key))
+    del processing, sd_samplers
+
+
+def run_scenario(api: Any, models: Any, spec: dict[str, Any], forge: bool) -> dict[str, Any]:
+    kind = spec.get("kind", "txt2img")
+    if kind == "paste":
+        source = OUT["scenarios"][spec["from"]]
+        return paste(source["infotexts"][spec.get("index", 0)])
+    req = dict(spec.get("request", {}))
+    if spec.get("from_paste"):
+        params = OUT["scenarios"][spec["from_paste"]]["params"]
+        req.update(prompt=params["Prompt"], negative_prompt=params.get("Negative prompt", ""))
+        if params.get("Hires prompt"):
+            req["hr_prompt"] = params["Hires prompt"]
+    req.setdefault("width", 64)
+    req.setdefault("height", 64)
+    req.setdefault("steps", 2)
+    req.setdefault("sampler_name", "Euler")
+    req.setdefault("save_images", False)
+    req.setdefault("send_images", False)
+    if forge and req.get("enable_hr"):
+        req.setdefault("hr_additional_modules", ["Use same choices"])  # what Forge's UI sends
+    if kind == "direct":
+        return run_direct(api, req)
+    if kind == "img2img":
+        import base64
+        import io
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.new("RGB", (req["width"], req["height"]), (128, 128, 128)).save(buf, format="PNG")
+        req["init_images"] = ["data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()]
+        response = api.img2imgapi(models.StableDiffusionImg2ImgProcessingAPI(**req))
+    else:
+        response = api.text2imgapi(models.StableDiffusionTxt2ImgProcessingAPI(**req))
+    return report(json.loads(response.info))
+
+
+def run_direct(api: Any, req: dict[str, Any]) -> dict[str, Any]:
+    """txt2img built as the API builds it, but with a list of prompts (what "Prompts from file" and
+    wildcard scripts hand the WebUI): one batch, different prompts."""
+    from modules import processing, scripts, shared
+
+    runner = scripts.scripts_txt2img
+    req.pop("save_images", None)
+    req.pop("send_images", None)
+    p = processing.StableDiffusionProcessingTxt2Img(sd_model=shared.sd_model, do_not_save_samples=True, do_not_save_grid=True, **req)
+    p.scripts = runner
+    p.script_args = tuple(api.default_script_arg_txt2img)
+    processed = processing.process_images(p)
+    return report(json.loads(processed.js()))
+
+
+def report(info: dict[str, Any]) -> dict[str, Any]:
+    p = PROCESSING[-1] if PROCESSING else None
+    networks = sys.modules.get("networks")
+    return {
+        "all_prompts": info.get("all_prompts"),
+        "all_negative_prompts": info.get("all_negative_prompts"),
+        "all_hr_prompts": list(getattr(p, "all_hr_prompts", None) or []),
+        "infotexts": info.get("infotexts"),
+        "comments": list(getattr(p, "comments", {}) or {}),
+        "encoded": [list(batch) for batch in ENCODED],
+        "loaded": [
+            [n.mentioned_name, n.network_on_disk.filename, n.te_multiplier, n.unet_multiplier]
+            for n in (networks.loaded_networks if networks is not None else [])
+        ],
+        "forge_applied": FORGE_APPLIED[:],
+        "loaded_per_pass": getattr(p, "_lora_studio_test_passes", []),
+    }
+
+
+def paste(infotext: str) -> dict[str, Any]:
+    from modules import infotext_utils, script_callbacks
+
+    params = infotext_utils.parse_generation_parameters(infotext)
+    script_callbacks.infotext_pasted_callback(infotext, params)
+    return {"params": {k: v for k, v in params.items() if isinstance(v, (str, int, float))}}
+
+
+# ------------------------------------------------------------------------------------------------
+# stubs: model weights and sampling
+
+
+def _tokenizer() -> Any:
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(CONFIG["clip_tokenizer"])
+
+
+class FakeCheckpointModel:
+    """Stands in for a loaded SD1.5 model: no weights; records the text encoder's input."""
+
+    def __init__(self, checkpoint_info: Any) -> None:
+        import torch
+
+        self.sd_checkpoint_info = checkpoint_info
+        self.sd_model_checkpoint = checkpoint_info.filename
+        self.sd_model_hash = getattr(checkpoint_info, "calculate_shorthash", lambda: None)() or "0123456789"
+        self.filename = checkpoint_info.filename
+        self.is_sdxl = "xl" in os.path.basename(checkpoint_info.filename).lower()
+        self.is_sd1, self.is_sd2, self.is_sd3, self.is_ssd = not self.is_sdxl, False, False, False
+        self.is_sdxl_inpaint = False
+        self.lowvram = False
+        self.parameterization = "eps"
+        self.cond_stage_key = "txt"
+        self.latent_channels = 4
+        self.network_layer_mapping: dict[str, Any] = {}
+        self.first_stage_model = torch.nn.Identity()
+        self.first_stage_model.dtype = torch.float32
+        self.model = torch.nn.Identity()
+        self.model.conditioning_key = "crossattn"
+        self.cond_stage_model = torch.nn.Identity()
+        self.tokenizer = _tokenizer()
+        self.comments: list[str] = []
+        self.extra_generation_params: dict[str, Any] = {}
+        self.current_lora_hash = ""
+
+    @contextlib.contextmanager
+    def ema_scope(self):
+        yield
+
+    def get_learned_conditioning(self, texts: list[str]) -> Any:
+        import torch
+
+        texts = list(texts)
+        ENCODED.append(texts)
+        ids = self.tokenizer(texts, truncation=False)["input_ids"]
+        out = torch.zeros(len(texts), 77, 768)
+        for i, row in enumerate(ids):
+            out[i, 0, 0] = float(len(row))  # token count, so equal prompts give equal conds
+        return out
+
+    def encode_first_stage(self, x: Any) -> Any:
+        import torch
+
+        return torch.zeros(x.shape[0], 4, x.shape[2] // 8, x.shape[3] // 8)
+
+    def get_first_stage_encoding(self, z: Any) -> Any:
+        return z
+
+    def decode_first_stage(self, x: Any) -> Any:
+        import torch
+
+        return torch.zeros(x.shape[0], 3, x.shape[2] * 8, x.shape[3] * 8)
+
+    def to(self, *args: Any, **kwargs: Any) -> FakeCheckpointModel:
+        return self
+
+
+class _NS:
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+
+class FakeForgeObjects:
+    """What Forge keeps on ``sd_model.forge_objects`` (unet/clip/vae patchers), reduced to what processing
+    and the built-in LoRA lookup read."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.unet = _NS(model=_NS(storage_dtype=torch.float32, predictor=None))
+        self.clip = _NS()
+        self.vae = _NS(latent_channels=4)
+
+    def shallow_copy(self) -> FakeForgeObjects:
+        new = FakeForgeObjects()
+        new.unet, new.clip, new.vae = self.unet, self.clip, self.vae
+        return new
+
+
+class FakeForgeModel(FakeCheckpointModel):
+    def __init__(self, checkpoint_info: Any) -> None:
+        super().__init__(checkpoint_info)
+        self.forge_objects = FakeForgeObjects()
+        self.forge_objects_original = self.forge_objects.shallow_copy()
+        self.forge_objects_after_applying_lora = self.forge_objects.shallow_copy()
+        self.model_config = _NS()
+        self.use_distilled_cfg_scale = False
+        self.tiling_enabled = False
+        self.is_inpaint = False
+        self.is_webui_legacy_model = lambda: True
+
+    def set_clip_skip(self, clip_skip: int) -> None:
+        pass
+
+
+class FakeSampler:
+    conditioning_key = "crossattn"
+    config = None
+
+    def __init__(self, model: Any = None) -> None:
+        self.p = None
+        self.model_wrap = _NS(inner_model=model)
+
+    def sample(self, p: Any, x: Any, conditioning: Any, unconditional_conditioning: Any, steps: Any = None, image_conditioning: Any = None) -> Any:
+        _record_pass(p)
+        return x
+
+    def sample_img2img(self, p: Any, x: Any, noise: Any, conditioning: Any, unconditional_conditioning: Any, steps: Any = None, image_conditioning: Any = None) -> Any:
+        _record_pass(p)
+        return x
+
+
+def _record_pass(p: Any) -> None:
+    networks = sys.modules.get("networks")
+    loaded = [[n.mentioned_name, n.network_on_disk.filename] for n in networks.loaded_networks] if networks else []
+    passes = getattr(p, "_lora_studio_test_passes", [])
+    passes.append({"hr": bool(getattr(p, "is_hr_pass", False)), "loaded": loaded})
+    p._lora_studio_test_passes = passes
+    if p not in PROCESSING:
+        PROCESSING.append(p)
+
+
+def install_stubs(forge: bool) -> None:
+    from modules import processing, sd_models, sd_samplers
+
+    def create_sampler(name: str, model: Any) -> FakeSampler:
+        return FakeSampler(model)
+
+    sd_samplers.create_sampler = create_sampler
+    processing.sd_samplers.create_sampler = create_sampler
+
+    def load_fake(checkpoint_info: Any = None, *args: Any, **kwargs: Any) -> Any:
+        current = sd_models.model_data.sd_model
+        target = checkpoint_info or sd_models.select_checkpoint()
+        if isinstance(current, FakeCheckpointModel) and current.sd_checkpoint_info.filename == target.filename:
+            return current
+        model = (FakeForgeModel if forge else FakeCheckpointModel)(target)
+        sd_models.model_data.set_sd_model(model)
+        sd_models.model_data.was_loaded_at_least_once = True
+        return model
+
+    if forge:
+        def forge_model_reload() -> Any:
+            params = getattr(sd_models.model_data, "forge_loading_parameters", {}) or {}
+            return load_fake(params.get("checkpoint_info")), False
+
+        sd_models.forge_model_reload = forge_model_reload
+        processing.forge_model_reload = forge_model_reload
+        processing_forge_patches(load_fake)
+    else:
+        sd_models.load_model = lambda checkpoint_info=None, already_loaded_state_dict=None: load_fake(checkpoint_info)
+
+        def reload_model_weights(sd_model: Any = None, info: Any = None, forced_reload: bool = False) -> Any:
+            return load_fake(info)
+
+        sd_models.reload_model_weights = reload_model_weights
+        processing.sd_models.reload_model_weights = reload_model_weights
+
+
+def select_checkpoint(title: str) -> None:
+    from modules import sd_models, shared
+
+    info = sd_models.get_closet_checkpoint_match(title)
+    if info is None:
+        raise RuntimeError(f"checkpoint {title} not listed: {list(sd_models.checkpoints_list)}")
+    shared.opts.set("sd_model_checkpoint", info.title)  # its onchange reloads: the stub by now
+    if hasattr(sd_models.model_data, "forge_loading_parameters"):
+        sd_models.model_data.forge_loading_parameters = dict(
+            sd_models.model_data.forge_loading_parameters or {}, checkpoint_info=info
+        )
+    OUT.setdefault("checkpoint_titles", []).append(info.title)
+
+
+def processing_forge_patches(load_fake: Any) -> None:
+    """Forge: the model object carries ``forge_objects``; the LoRA patcher is replaced by a recorder."""
+    networks = sys.modules.get("networks")
+    if networks is not None:
+        def load_lora_for_models(model, clip, lora, strength_model, strength_clip, filename="default", online_mode=False):
+            FORGE_APPLIED.append([filename, strength_model, strength_clip])
+            return model, clip
+
+        networks.load_lora_for_models = load_lora_for_models
+        networks.load_lora_state_dict = lambda filename: {}
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception:
+        OUT["errors"].append(traceback.format_exc())
+    Path(CONFIG["out"]).write_text(json.dumps(OUT, indent=1, default=str), encoding="utf-8")
+    sys.stdout.flush()
+    os._exit(0)  # the WebUI leaves non-daemon threads behind
