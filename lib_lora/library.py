@@ -40,6 +40,7 @@ Hashes
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -49,7 +50,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
@@ -66,7 +67,7 @@ SAFETENSORS = ".safetensors"
 LEGACY_SUFFIXES = (".pt", ".ckpt")
 MODEL_SUFFIXES = (SAFETENSORS, *LEGACY_SUFFIXES)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x4C537464  # "LStd"
 
 #: Progress callback of a scan: ``(done, total, path)``.
@@ -134,6 +135,8 @@ class LoraInfo:
     metadata: Mapping[str, str] = field(default_factory=dict, repr=False)  # bounded subset of the header metadata
     sidecars: sc.Sidecars = field(default_factory=sc.Sidecars)
     hashes: FileHashes | None = None  # once computed
+    #: trigger-word sources computed when the file was indexed (``None``: computed on demand)
+    trigger_cache: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
 
     def __hash__(self) -> int:
         return hash((self.path, self.size, self.mtime_ns))
@@ -151,6 +154,8 @@ class LoraInfo:
         """Every trigger-word source, best first (:class:`lib_lora.triggers.TriggerSource`): sidecar
         activation text, Civitai trainedWords, modelspec.trigger_phrase, kohya class tokens, then the
         most frequent training tags (``guessed=True``)."""
+        if self.trigger_cache is not None:
+            return self.trigger_cache
         from lib_lora import triggers
 
         return tuple(triggers.trigger_sources(self))
@@ -544,23 +549,112 @@ def detection_to_dict(det: Detection) -> dict[str, Any]:
     return out
 
 
+def _plain_dataclass(cls: type) -> bool:
+    """True when instances can be filled through ``__dict__`` (no slots, no ``__post_init__``)."""
+    return "__slots__" not in cls.__dict__ and not hasattr(cls, "__post_init__")
+
+
+_DET_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Detection))
+_DET_REQUIRED = frozenset(
+    f.name for f in fields(Detection)
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+)
+_DET_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Detection) if f.default is not dataclasses.MISSING}
+_DET_FACTORIES = {f.name: f.default_factory for f in fields(Detection) if f.default_factory is not dataclasses.MISSING}
+_EV_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Evidence))
+_EV_KEYS = frozenset(_EV_FIELDS)
+_FAST_DET = _plain_dataclass(Detection) and _plain_dataclass(Evidence)
+_new = object.__new__
+_set = object.__setattr__
+
+
 def detection_from_dict(data: Mapping[str, Any]) -> Detection | None:
-    """Inverse of :func:`detection_to_dict`; ``None`` when the stored form no longer fits the class."""
+    """Inverse of :func:`detection_to_dict`; ``None`` when the stored form no longer fits the class.
+
+    Decoding thousands of stored detections is on the path of every warm listing, so plain frozen
+    dataclasses are filled through ``__dict__`` (what their ``__init__`` would store) instead of
+    calling ``__init__``."""
     try:
-        kwargs: dict[str, Any] = {}
-        evidence_fields = {f.name for f in fields(Evidence)}
-        for f in fields(Detection):
-            if f.name not in data:
-                continue
-            v = data[f.name]
-            if f.name == "evidence":
-                v = tuple(Evidence(**{k: x for k, x in e.items() if k in evidence_fields}) for e in v)
-            elif isinstance(v, list):
-                v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
-            kwargs[f.name] = v
-        return Detection(**kwargs)
-    except (TypeError, ValueError, AttributeError):
+        if not _DET_REQUIRED <= data.keys():
+            return None
+        values: dict[str, Any] = {}
+        for name in _DET_FIELDS:
+            if name in data:
+                v = data[name]
+                if name == "evidence":
+                    # rows are rewritten whenever architecture.py changes (the code fingerprint), so
+                    # stored evidence always has the current fields: checking the first one suffices
+                    if _FAST_DET and (not v or v[0].keys() == _EV_KEYS):
+                        v = tuple(_fast_evidence(e) for e in v)
+                    else:
+                        v = tuple(_evidence(e) for e in v)
+                elif type(v) is list:
+                    v = tuple(tuple(x) if type(x) is list else x for x in v)
+                values[name] = v
+            elif name in _DET_DEFAULTS:
+                values[name] = _DET_DEFAULTS[name]
+            else:
+                values[name] = _DET_FACTORIES[name]()
+        if _FAST_DET:
+            det = _new(Detection)
+            _set(det, "__dict__", values)
+            return det
+        return Detection(**values)
+    except (TypeError, ValueError, AttributeError, KeyError):
         return None
+
+
+def _fast_evidence(e: dict[str, Any]) -> Evidence:
+    ev = _new(Evidence)
+    _set(ev, "__dict__", e)  # e is a fresh dict from json.loads: it becomes the instance's
+    return ev
+
+
+def _evidence(e: dict[str, Any]) -> Evidence:
+    if _FAST_DET and e.keys() == _EV_KEYS:
+        ev = _new(Evidence)
+        _set(ev, "__dict__", e)  # e is a fresh dict from json.loads: it becomes the instance's
+        return ev
+    return Evidence(**{k: x for k, x in e.items() if k in _EV_FIELDS})
+
+
+class LazyJSONMapping(Mapping[str, str]):
+    """A read-only mapping kept as JSON text until first used (the header metadata of an entry)."""
+
+    __slots__ = ("_data", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._data: dict[str, str] | None = None
+
+    def _load(self) -> dict[str, str]:
+        data = self._data
+        if data is None:
+            try:
+                loaded = json.loads(self._text) if self._text else {}
+            except ValueError:
+                loaded = {}
+            data = loaded if isinstance(loaded, dict) else {}
+            self._data = data
+        return data
+
+    def __getitem__(self, key: str) -> str:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._load()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._load().get(key, default)
+
+    def __repr__(self) -> str:
+        return f"LazyJSONMapping({self._load()!r})"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -580,7 +674,11 @@ CREATE TABLE IF NOT EXISTS files (
     alias TEXT,
     legacy INTEGER NOT NULL,
     error TEXT,
-    payload TEXT NOT NULL
+    addnet_hint TEXT,
+    detection TEXT,
+    sidecars TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    triggers TEXT
 );
 CREATE INDEX IF NOT EXISTS files_root ON files(root);
 CREATE TABLE IF NOT EXISTS hashes (
@@ -592,7 +690,12 @@ CREATE TABLE IF NOT EXISTS hashes (
 );
 """
 
-_FILE_COLUMNS = "path, root, realpath, relpath, size, mtime_ns, side_sig, fingerprint, alias, legacy, error, payload"
+_FILE_COLUMNS = ("path, root, realpath, relpath, size, mtime_ns, side_sig, fingerprint, alias, legacy, error, "
+                 "addnet_hint, detection, sidecars, metadata, triggers")
+_FILE_INSERT = f"INSERT OR REPLACE INTO files ({_FILE_COLUMNS}) VALUES ({','.join('?' * 16)})"
+#: what a warm start loads for every row; the JSON columns follow when an entry is asked for
+_KEY_COLUMNS = "path, root, realpath, relpath, size, mtime_ns, side_sig, fingerprint, alias, legacy, error, addnet_hint"
+_JSON_COLUMNS = "path, size, mtime_ns, side_sig, fingerprint, detection, sidecars, metadata, triggers"
 
 
 class _Index:
@@ -922,12 +1025,16 @@ def _walk(roots: Sequence[str]) -> tuple[list[_Found], list[tuple[str, str]]]:
 
 
 class _Row:
-    __slots__ = ("addnet", "alias", "error", "fingerprint", "info", "legacy", "mtime_ns", "name", "path",
-                 "payload", "realpath", "relpath", "root", "sha256", "side_sig", "size", "suffix")
+    """One file as the index stores it; JSON columns are decoded only when the entry is asked for."""
+
+    __slots__ = ("addnet", "addnet_hint", "alias", "detection", "error", "fingerprint", "info", "legacy",
+                 "loaded", "metadata", "mtime_ns", "name", "path", "realpath", "relpath", "root", "sha256",
+                 "side_sig", "sidecars", "size", "suffix", "triggers")
 
     def __init__(self, path: str, root: str, realpath: str, relpath: str, size: int, mtime_ns: int,
                  side_sig: str, fingerprint: str, alias: str | None, legacy: bool, error: str | None,
-                 payload: str) -> None:
+                 addnet_hint: str | None, detection: str | None = None, sidecars: str = "{}", metadata: str = "{}",
+                 triggers: str | None = None, *, loaded: bool = True) -> None:
         self.path = path
         self.root = root
         self.realpath = realpath
@@ -939,9 +1046,13 @@ class _Row:
         self.alias = alias
         self.legacy = bool(legacy)
         self.error = error
-        self.payload = payload
-        base = os.path.basename(path)
-        stem, suffix = os.path.splitext(base)
+        self.addnet_hint = addnet_hint
+        self.detection = detection
+        self.sidecars = sidecars
+        self.metadata = metadata
+        self.triggers = triggers
+        self.loaded = loaded  # False: the JSON columns are still in the index (see Library._fill)
+        stem, suffix = os.path.splitext(os.path.basename(path))
         self.name = stem
         self.suffix = suffix
         self.sha256: str | None = None
@@ -950,30 +1061,26 @@ class _Row:
 
     def db_tuple(self) -> tuple[Any, ...]:
         return (self.path, self.root, self.realpath, self.relpath, self.size, self.mtime_ns, self.side_sig,
-                self.fingerprint, self.alias, int(self.legacy), self.error, self.payload)
+                self.fingerprint, self.alias, int(self.legacy), self.error, self.addnet_hint, self.detection,
+                self.sidecars, self.metadata, self.triggers)
 
-    def addnet_hint(self) -> str | None:
-        # kohya's sshs_model_hash, found in the payload without decoding all of it
-        i = self.payload.find('"sshs_model_hash":"')
-        if i < 0:
-            return None
-        v = self.payload[i + 19 : i + 19 + 64].lower()
-        return v if _SHA_RE.fullmatch(v) else None
+    def key(self) -> tuple[Any, ...]:
+        return (self.size, self.mtime_ns, self.side_sig, self.fingerprint)
 
     def to_info(self) -> LoraInfo:
         info = self.info
         if info is not None:
             return info
+        assert self.loaded, "row JSON not loaded (use Library._info)"
+        det = None
+        if self.detection:
+            try:
+                det = detection_from_dict(json.loads(self.detection))
+            except ValueError:
+                det = None
         try:
-            data = json.loads(self.payload)
-        except ValueError:
-            data = {}
-        det = data.get("detection")
-        side = data.get("sidecars")
-        hashes = FileHashes(self.sha256, self.addnet) if self.sha256 else None
-        try:
-            sidecars = sc.sidecars_from_dict(side) if isinstance(side, dict) else sc.Sidecars()
-        except (TypeError, ValueError):
+            sidecars = sc.sidecars_from_dict(json.loads(self.sidecars))
+        except (TypeError, ValueError, AttributeError):
             sidecars = sc.Sidecars()
         info = LoraInfo(
             path=self.path,
@@ -987,20 +1094,37 @@ class _Row:
             alias=self.alias,
             legacy=self.legacy,
             error=self.error,
-            detection=detection_from_dict(det) if isinstance(det, dict) else None,
-            metadata=data.get("metadata") or {},
+            detection=det,
+            metadata=LazyJSONMapping(self.metadata),
             sidecars=sidecars,
-            hashes=hashes,
+            hashes=FileHashes(self.sha256, self.addnet) if self.sha256 else None,
+            trigger_cache=_decode_triggers(self.triggers),
         )
         self.info = info
         return info
+
+
+def _encode_triggers(sources: Iterable[Any]) -> str:
+    return json.dumps([[s.source, list(s.words), bool(s.guessed)] for s in sources], ensure_ascii=False,
+                      separators=(",", ":"))
+
+
+def _decode_triggers(text: str | None) -> tuple[Any, ...] | None:
+    if text is None:
+        return None
+    try:
+        from lib_lora.triggers import TriggerSource
+
+        return tuple(TriggerSource(src, tuple(words), bool(guessed)) for src, words, guessed in json.loads(text))
+    except (ImportError, ValueError, TypeError):
+        return None
 
 
 def _code_fingerprint() -> str:
     """Changes when the code that produced a row changes (detector, header reader, sidecars, here)."""
     base = Path(__file__).resolve().parent
     parts = [str(SCHEMA_VERSION)]
-    for name in ("architecture.py", "safetensors_header.py", "sidecars.py", "library.py"):
+    for name in ("architecture.py", "safetensors_header.py", "sidecars.py", "triggers.py", "library.py"):
         try:
             st = os.stat(base / name)
             parts.append(f"{st.st_size}:{st.st_mtime_ns}")
@@ -1040,17 +1164,22 @@ def _read_file(f: _Found, fingerprint: str, header: Header | None = None) -> _Ro
     alias = metadata.get("ss_output_name", "").strip() or None
     if alias == "None":
         alias = None
-    payload = json.dumps(
-        {
-            "detection": detection_to_dict(det) if det is not None else None,
-            "metadata": metadata,
-            "sidecars": side.to_dict(),
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
+    row = _Row(
+        f.path, f.root, f.realpath, f.relpath, f.size, f.mtime_ns, f.side_sig, fingerprint, alias, f.legacy, error,
+        _addnet_hint(metadata),
+        json.dumps(detection_to_dict(det), ensure_ascii=False, separators=(",", ":")) if det is not None else None,
+        json.dumps(side.to_dict(), ensure_ascii=False, separators=(",", ":")),
+        json.dumps(metadata, ensure_ascii=False, separators=(",", ":")),
+        None,
     )
-    return _Row(f.path, f.root, f.realpath, f.relpath, f.size, f.mtime_ns, f.side_sig, fingerprint, alias,
-                f.legacy, error, payload)
+    # The trigger-word sources depend only on what was just read: compute them once, here.
+    info = row.to_info()
+    try:
+        row.triggers = _encode_triggers(info.trigger_words)
+    except Exception:  # a bug in the trigger module must not lose the file; computed on demand instead
+        row.triggers = None
+    row.info = None
+    return row
 
 
 def describe_file(path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None,
@@ -1095,6 +1224,7 @@ class _State:
         self.by_autov2: dict[str, list[_Row]] = {}
         self.by_addnet: dict[str, list[_Row]] = {}
         self._suggest: tuple[list[str], list[str]] | None = None
+        self._hash_marks: set[tuple[str, str, int]] = set()
         for row in self.order:
             self.by_stem.setdefault(row.name, []).append(row)
             self.by_rel.setdefault(row.relpath, []).append(row)
@@ -1108,13 +1238,21 @@ class _State:
             self.add_hashes(row)
 
     def add_hashes(self, row: _Row) -> None:
+        """Index ``row`` by the hashes known for it (again when more arrive; never twice per key)."""
         if row.sha256:
-            _add_unique(self.by_autov2, row.sha256[:10], row)
+            self._add(self.by_autov2, "a", row.sha256[:10], row)
             if row.legacy or not row.addnet:
-                _add_unique(self.by_addnet, row.sha256[:12], row)
-        addnet = row.addnet or row.addnet_hint()
+                self._add(self.by_addnet, "n", row.sha256[:12], row)
+        addnet = row.addnet or row.addnet_hint
         if addnet:
-            _add_unique(self.by_addnet, addnet[:12], row)
+            self._add(self.by_addnet, "n", addnet[:12], row)
+
+    def _add(self, table: dict[str, list[_Row]], tag: str, key: str, row: _Row) -> None:
+        mark = (tag, key, id(row))
+        if mark in self._hash_marks:
+            return
+        self._hash_marks.add(mark)
+        table.setdefault(key, []).append(row)
 
     def suggestion_names(self) -> tuple[list[str], list[str]]:
         if self._suggest is None:
@@ -1125,12 +1263,6 @@ class _State:
                         names.setdefault(n.casefold(), n)
             self._suggest = (list(names), list(names.values()))
         return self._suggest
-
-
-def _add_unique(d: dict[str, list[_Row]], key: str, row: _Row) -> None:
-    bucket = d.setdefault(key, [])
-    if all(r is not row for r in bucket):
-        bucket.append(row)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1187,8 +1319,8 @@ class Library:
         if not self.roots:
             return rows
         marks = ",".join("?" * len(self.roots))
-        for t in conn.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE root IN ({marks})", self.roots):
-            row = _Row(*t)
+        for t in conn.execute(f"SELECT {_KEY_COLUMNS} FROM files WHERE root IN ({marks})", self.roots):
+            row = _Row(*t, loaded=False)
             rows[row.path] = row
         self._load_rows_hashes()
         for row in rows.values():
@@ -1199,6 +1331,59 @@ class Library:
         cached = self._hash_cache.get(row.realpath) if self._hash_cache is not None else None
         if cached is not None and cached[0] == row.size and cached[1] == row.mtime_ns:
             row.sha256, row.addnet = cached[2], cached[3]
+
+    def _fill(self, rows: Sequence[_Row]) -> None:
+        """Load the JSON columns of ``rows`` from the index (one query for many). A row the index no longer
+        holds in the same version (another process rescanned meanwhile) is read from its file again."""
+        todo = [r for r in rows if not r.loaded]
+        if not todo:
+            return
+        by_path = {r.path: r for r in todo}
+        try:
+            conn = self._index.conn()
+            if len(todo) > 64:
+                marks = ",".join("?" * len(self.roots))
+                cursor = conn.execute(f"SELECT {_JSON_COLUMNS} FROM files WHERE root IN ({marks})", self.roots)
+                results: Iterable[tuple[Any, ...]] = cursor
+            else:
+                results = [t for r in todo for t in conn.execute(f"SELECT {_JSON_COLUMNS} FROM files WHERE path = ?", (r.path,))]
+            for path, size, mtime_ns, side_sig, fingerprint, det, side, meta, trig in results:
+                row = by_path.get(path)
+                if row is not None and row.key() == (size, mtime_ns, side_sig, fingerprint):
+                    row.detection, row.sidecars, row.metadata, row.triggers = det, side, meta, trig
+                    row.loaded = True
+        except sqlite3.DatabaseError:
+            pass
+        for row in todo:
+            if not row.loaded:
+                fresh = self._reread(row)
+                row.detection, row.sidecars, row.metadata, row.triggers = (
+                    fresh.detection, fresh.sidecars, fresh.metadata, fresh.triggers)
+                row.error, row.alias, row.addnet_hint = fresh.error, fresh.alias, fresh.addnet_hint
+                row.loaded = True
+
+    def _reread(self, row: _Row) -> _Row:
+        folder = os.path.dirname(row.path)
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:
+            entries = []
+        sidecars = _sidecar_index(entries)
+        f = _Found(row.path, row.root, row.relpath, row.name, row.suffix, row.realpath, row.size, row.mtime_ns,
+                   _side_signature(sidecars.get(row.name.casefold())), _dir_listing(entries), False)
+        return _read_file(f, self._fingerprint)
+
+    def _info(self, row: _Row) -> LoraInfo:
+        if row.info is not None:
+            return row.info
+        if not row.loaded:
+            self._fill([row])
+        return row.to_info()
+
+    def _infos(self, rows: Sequence[_Row]) -> tuple[LoraInfo, ...]:
+        self._fill(rows)
+        return tuple(r.to_info() for r in rows)
 
     def load(self) -> int:
         """Fill the library from the index alone (no file-system walk): an instant, possibly stale
@@ -1269,8 +1454,7 @@ class Library:
             conn = self._index.conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(f"INSERT OR REPLACE INTO files ({_FILE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                                 [r.db_tuple() for r in new_rows])
+                conn.executemany(_FILE_INSERT, [r.db_tuple() for r in new_rows])
                 conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in removed])
                 conn.execute("COMMIT")
             except BaseException:
@@ -1341,8 +1525,7 @@ class Library:
             row = _read_file(f, self._fingerprint)
             self._attach_hashes(row)
             conn = self._index.conn()
-            conn.execute(f"INSERT OR REPLACE INTO files ({_FILE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                         row.db_tuple())
+            conn.execute(_FILE_INSERT, row.db_tuple())
             rows = dict(state.rows)
             rows[key] = row
             self._set_state(_State(rows, self.roots))
@@ -1352,7 +1535,7 @@ class Library:
 
     def entries(self) -> tuple[LoraInfo, ...]:
         """Every file, ordered by root then relative path (case-insensitive)."""
-        return tuple(r.to_info() for r in self._current().order)
+        return self._infos(self._current().order)
 
     def __len__(self) -> int:
         return len(self._current().rows)
@@ -1362,12 +1545,12 @@ class Library:
         state = self._current()
         p = os.path.abspath(os.fspath(path))
         row = state.rows.get(p) or state.by_real.get(p) or state.by_real.get(os.path.realpath(p))
-        return row.to_info() if row is not None else None
+        return self._info(row) if row is not None else None
 
     def duplicates(self) -> dict[str, tuple[LoraInfo, ...]]:
         """File stems shared by several files: A1111 loads only one of them for ``<lora:stem>``."""
         return {
-            stem: tuple(r.to_info() for r in rows)
+            stem: self._infos(rows)
             for stem, rows in self._current().by_stem.items()
             if len(rows) > 1
         }
@@ -1397,10 +1580,10 @@ class Library:
 
         def result(rows: list[_Row], how: str) -> Lookup:
             if len(rows) == 1:
-                info = rows[0].to_info()
+                info = self._info(rows[0])
                 return Lookup(query, "found", info, how, (info,),
                               message=f"{q} → {info.relpath}{info.suffix}")
-            cands = tuple(r.to_info() for r in rows)
+            cands = self._infos(rows)
             listing = ", ".join(f"{c.relpath}{c.suffix}" for c in cands)
             return Lookup(query, "ambiguous", None, how, cands, tuple(c.relpath for c in cands[:3]),
                           message=f"{q!r} matches {len(cands)} LoRAs ({how}): {listing} — "
@@ -1427,7 +1610,7 @@ class Library:
                 rows = [r for r in state.by_autov2.get(h[:10], []) if r.sha256 == h]
                 if rows:
                     return result(rows, "autov2")
-                rows = [r for r in state.by_addnet.get(h[:12], []) if (r.addnet or r.addnet_hint()) == h]
+                rows = [r for r in state.by_addnet.get(h[:12], []) if (r.addnet or r.addnet_hint) == h]
                 if rows:
                     return result(rows, "addnet")
         hit = state.by_fold.get(q.casefold()) or state.by_fold.get(bare.casefold())
@@ -1510,7 +1693,7 @@ class Library:
             raise LibraryError(f"not a LoRA in this library: {info.path}")
         if not row.sha256:
             self._hash_row(row)
-        return row.to_info()
+        return self._info(row)
 
     def start_hashing(self, progress: Callable[[HashStatus], None] | None = None) -> bool:
         """Hash every entry without known hashes in a background thread. False if one is running."""

@@ -648,3 +648,31 @@ def test_loramodel_info_is_hashable_and_comparable(root: Path, index: Path) -> N
     entries = lib.entries()
     assert len(set(entries)) == 3
     assert isinstance(entries[0], LoraInfo) and entries == lib.entries()
+
+
+def test_rows_load_lazily_and_survive_another_process_rescanning(root: Path, index: Path, reads: list[str]) -> None:
+    Library([root], index).scan()
+    reads.clear()
+    mine = Library([root], index)
+    assert mine.scan().reads == 0 and reads == []  # warm start: nothing read, nothing decoded yet
+    # another process changes a file and rescans before this one asks for its entries
+    ink = root / "styles" / "ink.safetensors"
+    tiny(ink, {"ss_output_name": "ink_v2"})
+    touch_later(ink)
+    assert Library([root], index).scan().changed == (str(ink),)
+    reads.clear()
+    entries = {e.name: e for e in mine.entries()}
+    assert entries["ink"].metadata.get("ss_output_name") == "ink_v2"  # re-read, not mismatched data
+    assert reads == [str(ink)]
+    assert entries["sd15-kohya-dim4-mychar"].sidecars.user is not None
+    assert mine.scan().changed == (str(ink),)  # and the next scan of this process picks the change up
+
+
+def test_lazy_metadata_mapping_behaves_like_a_dict(root: Path, index: Path) -> None:
+    Library([root], index).scan()
+    entry = next(e for e in Library([root], index).entries() if e.alias == "mylora")
+    md = entry.metadata
+    assert isinstance(md, library.LazyJSONMapping)
+    assert md["ss_output_name"] == "mylora" and "ss_network_dim" in md and md.get("nope") is None
+    assert dict(md) == json.loads(json.dumps(dict(md))) and len(md) == len(dict(md))
+    assert md == dict(md)
