@@ -204,6 +204,9 @@ def test_missing_name_removed_other_loras_still_load(run: dict[str, Any]) -> Non
 def test_shadowed_duplicate_loads_the_named_file(run: dict[str, Any]) -> None:
     s = _scenario(run, "dup")
     assert _files(run, s["loaded_per_pass"]) == ["b/dup.safetensors"]
+    if run["flavor"] == "forge":  # what Forge's patcher was handed (it skips the work when unchanged)
+        root = Path(run["_root"]) / "Lora"
+        assert [Path(f).relative_to(root).as_posix() for f, *_ in s["forge_applied"]] in ([], ["b/dup.safetensors"])
 
 
 def test_incompatible_skipped(run: dict[str, Any]) -> None:
