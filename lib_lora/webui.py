@@ -534,7 +534,22 @@ def _rewrite_settings(settings: Settings) -> Any:
     from lib_lora.rewrite import RewriteSettings
 
     base = RewriteSettings.from_settings(settings)
-    return dataclasses.replace(base, prompt_comments=bool(_opt("enable_prompt_comments", True)))
+    return dataclasses.replace(
+        base, prompt_comments=bool(_opt("enable_prompt_comments", True)), lyco_as_lora=not _lyco_registered()
+    )
+
+
+def _lyco_registered() -> bool:
+    """A1111 registers ``lyco`` as an alias of the built-in ``lora``; Forge does not (its tags are dropped)."""
+    try:
+        en = _m("modules.extra_networks")
+    except Exception:
+        return True
+    registry = getattr(en, "extra_network_registry", {})
+    aliases = getattr(en, "extra_network_aliases", {})
+    if "lora" not in registry:
+        return True  # cannot tell yet: leave the tags as typed
+    return "lyco" in registry or "lyco" in aliases
 
 
 def builtin_table() -> dict[str, str] | None:

@@ -383,3 +383,11 @@ def test_incompatible_lora_warned_by_default_and_checkpoint_switch_counts(webui:
     webui.select_checkpoint("sdxl.safetensors")
     processed = webui.txt2img("<lora:myxl_style:1> x")
     assert not any("myxl_style" in c for c in processed.p.comments)
+
+
+def test_lyco_tags_load_in_both_webuis(webui: StandinWebUI, flavor: str) -> None:
+    """A1111 registers <lyco:> as an alias of the built-in Lora; Forge does not and would drop the tag."""
+    processed = webui.txt2img("<lyco:chars/kotori:0.5> x")
+    expected_tag = "<lora:kotori:0.5>" if flavor == "forge" else "<lyco:kotori:0.5>"
+    assert expected_tag in processed.p.all_prompts[0]
+    assert [Path(f).name for _, f in _applied(processed.images[0])] == ["kotori.safetensors"]

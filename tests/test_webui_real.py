@@ -58,6 +58,7 @@ SCENARIOS: dict[str, Any] = {
         "request": {"prompt": "<lora:xl/myxl_style:1> <lora:zk_alice:0.5> x"},
         "options": {"lora_studio_incompatible": "Skip the LoRA"},
     },
+    "lyco": {"request": {"prompt": "<lyco:chars/kotori:0.5> x"}},
     "disabled": {"request": {"prompt": "<lora:zk_alice:0.8> x"}, "options": {"lora_studio_enabled": False}},
     "paste_dup": {"kind": "paste", "from": "dup"},
     "regen_dup": {"from_paste": "paste_dup", "options": {"lora_studio_incompatible": "Allow silently"}},
@@ -232,3 +233,11 @@ def test_png_info_round_trip(run: dict[str, Any]) -> None:
     assert again["all_prompts"] == first["all_prompts"]
     assert again["all_negative_prompts"] == first["all_negative_prompts"]
     assert _files(run, again["loaded_per_pass"]) == _files(run, first["loaded_per_pass"])
+
+
+def test_lyco_tag_loads(run: dict[str, Any]) -> None:
+    """A1111 registers <lyco:> as an alias of the built-in Lora; Forge does not (LoRA Studio writes <lora:>)."""
+    s = _scenario(run, "lyco")
+    expected = "<lora:kotori:0.5>" if run["flavor"] == "forge" else "<lyco:kotori:0.5>"
+    assert expected in s["all_prompts"][0]
+    assert _files(run, s["loaded_per_pass"]) == ["chars/kotori.safetensors"]
