@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
-import types
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,32 +20,6 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from lib_lora import api  # noqa: E402
 from lib_lora.host import StandaloneHost  # noqa: E402
-
-
-def _ensure_compat() -> None:
-    """Until lib_lora.compat exists, a stand-in for these tests only (architecture equality)."""
-    try:
-        import lib_lora.compat  # noqa: F401
-    except ImportError:
-
-        @dataclass(frozen=True)
-        class Compat:
-            level: str
-            message: str
-
-        def check(lora: Any, ckpt: Any) -> Compat:
-            if "unknown" in (lora.architecture, ckpt.architecture):
-                return Compat("unknown", "base model unknown")
-            if lora.architecture != ckpt.architecture:
-                return Compat("incompatible", f"{lora.architecture} LoRA on a {ckpt.architecture} checkpoint")
-            return Compat("exact", "same base")
-
-        mod = types.ModuleType("lib_lora.compat")
-        mod.Compat, mod.check = Compat, check  # type: ignore[attr-defined]
-        sys.modules["lib_lora.compat"] = mod
-
-
-_ensure_compat()
 
 
 @pytest.fixture(scope="module")

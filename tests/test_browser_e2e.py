@@ -36,29 +36,6 @@ SERVER = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {repo!r})
-    try:
-        import lib_lora.compat  # noqa: F401
-    except ImportError:  # lib_lora.compat not written yet: a stand-in for this test only
-        import types
-        from dataclasses import dataclass
-
-        @dataclass(frozen=True)
-        class Compat:
-            level: str
-            message: str
-
-        def check(lora, ckpt):
-            if "unknown" in (lora.architecture, ckpt.architecture):
-                return Compat("unknown", "base model unknown")
-            if lora.architecture != ckpt.architecture:
-                return Compat("incompatible", lora.architecture + " LoRA on a " + ckpt.architecture + " checkpoint")
-            if lora.family and ckpt.family and lora.family != ckpt.family:
-                return Compat("cross-family", "other finetune")
-            return Compat("exact", "same base")
-
-        standin = types.ModuleType("lib_lora.compat")
-        standin.Compat, standin.check = Compat, check
-        sys.modules["lib_lora.compat"] = standin
     import uvicorn
     from lib_lora.standalone import create_app
     app = create_app([{loras!r}], checkpoint_dirs=[{ckpts!r}], data_dir={data!r})
