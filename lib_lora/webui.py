@@ -412,7 +412,30 @@ def install(extension_dir: str | os.PathLike[str] | None = None) -> None:
     cb.on_infotext_pasted(infotext_pasted_hook)
     cb.on_app_started(app_started_hook)
     cb.on_ui_tabs(ui_tabs_hook)
+    _register_default_components()
     host()  # created now, so the settings and roots are read from the WebUI's modules
+
+
+def _api_router(h: WebUIHost) -> Any:
+    from lib_lora import api
+
+    return api.make_router(h)
+
+
+def _browser_tab(h: WebUIHost) -> Any:
+    from lib_lora.ui.browser import build_browser
+
+    return build_browser(h)
+
+
+def _register_default_components() -> None:
+    """The HTTP API (``/lora-studio/v1``) and the browser panel as a "LoRA Studio" tab. A component whose
+    dependencies are missing (fastapi, gradio) is left out; other modules may replace these by calling
+    :func:`register_ui` / :func:`register_api`."""
+    if importlib.util.find_spec("fastapi") is not None:
+        register_api(_api_router)
+    if importlib.util.find_spec("gradio") is not None:
+        register_ui(_browser_tab, title="LoRA Studio", elem_id="lora_studio")
 
 
 # ------------------------------------------------------------------------------------------------

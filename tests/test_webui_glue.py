@@ -340,10 +340,14 @@ def test_data_dir_and_index_location(webui: StandinWebUI) -> None:
 
 
 def test_register_ui_and_api(webui: StandinWebUI) -> None:
+    import importlib.util
+
     from modules import script_callbacks
 
     from lib_lora import webui as glue
 
+    if importlib.util.find_spec("fastapi") is not None:  # the HTTP API is mounted by default
+        assert any(getattr(r, "prefix", "") == "/lora-studio/v1" for r in webui.app.routers)
     seen = []
     glue.register_api(lambda host: seen.append(host) or "router")
     script_callbacks.app_started_callback(None, webui.app)

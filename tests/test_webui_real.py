@@ -144,6 +144,8 @@ def test_extension_loaded_into_the_real_webui(run: dict[str, Any]) -> None:
     builtin = Path(run["builtin_networks"])
     assert builtin.name == "networks.py" and builtin.parent.name in ("Lora", "sd_forge_lora")
     assert run["scan"]["state"] == "done" and run["scan"]["total"] == 5
+    assert "/lora-studio/v1/loras" in run["api_routes"], run["api_routes"]  # mounted on the WebUI's app
+    assert run["ui_tabs"] == ["LoRA Studio"], run["ui_tabs"]  # the browser panel built with the WebUI's gradio
     print("WebUI:", run["flavor"], run["versions"])
 
 
@@ -241,3 +243,9 @@ def test_lyco_tag_loads(run: dict[str, Any]) -> None:
     expected = "<lora:kotori:0.5>" if run["flavor"] == "forge" else "<lyco:kotori:0.5>"
     assert expected in s["all_prompts"][0]
     assert _files(run, s["loaded_per_pass"]) == ["chars/kotori.safetensors"]
+
+
+def test_vram_queue_and_access(run: dict[str, Any]) -> None:
+    assert run["vram"]["freed"], run["vram"]  # A1111: model to CPU and back; Forge: unload_all_models
+    assert run["queue_lock_held"]  # nobody else could take the WebUI's queue lock meanwhile
+    assert run["remote"] == {"is_remote": False, "auth": False}

@@ -91,6 +91,11 @@ def main() -> None:
     api = api_mod.Api(app, call_queue.queue_lock)
     script_callbacks.before_ui_callback()
     script_callbacks.app_started_callback(None, app)
+    OUT["api_routes"] = sorted({r.path for r in app.routes if "/lora-studio/" in getattr(r, "path", "")})
+    try:
+        OUT["ui_tabs"] = [title for _block, title, _elem in glue.ui_tabs_hook()]
+    except Exception:
+        OUT["ui_tabs"] = ["error: " + traceback.format_exc()]
     OUT["lora_studio_script"] = any(type(s).__name__ == "LoraStudioScript" for s in scripts.scripts_txt2img.alwayson_scripts)
     OUT["settings_keys"] = sorted(k for k in shared.opts.data_labels if k.startswith("lora_studio_"))
     OUT["builtin_networks"] = getattr(sys.modules.get("networks"), "__file__", None)
@@ -116,6 +121,22 @@ def main() -> None:
         for key in spec.get("options", {}):
             shared.opts.set(key, shared.opts.get_default(key))
     del processing, sd_samplers
+
+    # GPU memory and the queue, as the Train tab uses them
+    import threading
+
+    from modules import call_queue as cq
+
+    token = h.free_vram()
+    OUT["vram"] = {"freed": token.freed, "detail": token.detail}
+    h.restore_vram(token)
+    seen: list[bool] = []
+    with h.queue_lock():
+        t = threading.Thread(target=lambda: seen.append(bool(cq.queue_lock.acquire(blocking=False))))
+        t.start()
+        t.join(10)
+    OUT["queue_lock_held"] = seen == [False]
+    OUT["remote"] = {"is_remote": h.is_remote(), "auth": h.api_auth_required()}
 
 
 def run_scenario(api: Any, models: Any, spec: dict[str, Any], forge: bool) -> dict[str, Any]:
