@@ -142,6 +142,9 @@ def main() -> None:
 def run_scenario(api: Any, models: Any, spec: dict[str, Any], forge: bool) -> dict[str, Any]:
     kind = spec.get("kind", "txt2img")
     if kind == "paste":
+        if spec.get("fresh"):
+            # As after a restart: the built-in Lora's tables hold only what it scanned itself.
+            sys.modules["networks"].list_available_networks()
         source = OUT["scenarios"][spec["from"]]
         return paste(source["infotexts"][spec.get("index", 0)])
     req = dict(spec.get("request", {}))
