@@ -447,7 +447,15 @@ def test_write_files_and_resume(reports, ckpt, tmp_path):
     resumed = plan.with_resume(state).job_spec(str(job))
     assert opt(resumed.command, "--resume") == str(state)
     assert resumed.resume_state_dir == str(state)
-    assert sdscripts_options.check_args("train_network.py", plan.with_resume(state).script_args()) == []
+    assert "--skip_until_initial_step" not in resumed.command  # the state does not say its step
+    # sd-scripts' own train_state.json: the step is skipped instead of counted from 0 again
+    (state / "train_state.json").write_text(json.dumps({"current_epoch": 1, "current_step": 100}))
+    resumed = plan.with_resume(state)
+    assert resumed.resume_from_step == 100 and "--skip_until_initial_step" in resumed.script_args()
+    assert sdscripts_options.check_args("train_network.py", resumed.script_args()) == []
+    (state / "train_state.json").write_text(json.dumps({"current_epoch": 9, "current_step": plan.max_train_steps}))
+    with pytest.raises(TrainingError, match="nothing left"):
+        plan.with_resume(state)
 
 
 def test_offline_and_tokenizer_cache(reports, ckpt, tmp_path, fixtures_dir):

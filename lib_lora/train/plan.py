@@ -183,6 +183,7 @@ class TrainingPlan:
     extra_models: tuple[tuple[str, str], ...] = ()  # Flux: (("clip_l", path), ("t5xxl", path), ("ae", path))
     extra_args: tuple[str, ...] = ()
     resume_state_dir: str | None = None
+    resume_from_step: int = 0  # the step the saved state reached (sd-scripts skips that many batches)
     warnings: tuple[str, ...] = ()
 
     # -- derived -------------------------------------------------------------------------------------
@@ -382,6 +383,9 @@ class TrainingPlan:
                 a.append("--ddp_static_graph")  # checkpointed LoRA layers are otherwise "marked ready twice"
         if self.resume_state_dir:
             a += ["--resume", self.resume_state_dir]
+            if self.resume_from_step > 0:
+                # without it sd-scripts restores weights and optimizer but counts the steps from 0 again
+                a.append("--skip_until_initial_step")
         a += list(self.extra_args)
         return tuple(a)
 
@@ -514,11 +518,23 @@ class TrainingPlan:
         return plan.job_spec(jd)
 
     def with_resume(self, state_dir: str | os.PathLike[str]) -> TrainingPlan:
-        """The same plan continuing from a saved ``<name>-stepNNNNNNNN-state`` folder."""
+        """The same plan continuing from a saved ``<name>-stepNNNNNNNN-state`` folder: ``--resume`` plus
+        ``--skip_until_initial_step`` when the state's ``train_state.json`` knows its step."""
         path = os.path.abspath(os.fspath(state_dir))
         if not os.path.isdir(path):
             raise TrainingError(f"saved training state not found: {path}")
-        return replace(self, resume_state_dir=path)
+        step = 0
+        try:
+            with open(os.path.join(path, "train_state.json"), encoding="utf-8") as f:
+                raw = json.load(f).get("current_step", 0)
+            step = int(raw) if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0 else 0
+        except (OSError, ValueError, AttributeError):
+            step = 0
+        if step >= self.max_train_steps:
+            raise TrainingError(
+                f"the saved state is at step {step}, the plan ends at {self.max_train_steps}: nothing left to train"
+            )
+        return replace(self, resume_state_dir=path, resume_from_step=step)
 
     def summary(self) -> str:
         p = self.preset
