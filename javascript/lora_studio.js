@@ -298,7 +298,7 @@
     });
 
     function start() {
-        setInterval(watchCheckpoint, 400);
+        setInterval(watchCheckpoint, 150);
         const cards = q("#lora_studio_cards");
         if (cards) observer.observe(cards, {childList: true, subtree: true});
         else setTimeout(start2, 500);

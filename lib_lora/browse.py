@@ -803,6 +803,15 @@ class Catalog:
         for e in self.entries:
             self._by_name.setdefault(e.name, e)
         self._compat_cache: dict[Any, dict[tuple[Any, ...], CompatView]] = {}
+        self._gkeys: dict[int, tuple[Any, ...]] = {id(e): self._group_key(e) for e in self.entries}
+        self._orders: dict[str, tuple[Entry, ...]] = {}
+
+    def ordered(self, sort: str) -> tuple[Entry, ...]:
+        """Every entry in ``sort`` order (computed once per catalog and sort key)."""
+        hit = self._orders.get(sort)
+        if hit is None:
+            hit = self._orders[sort] = tuple(sort_entries(list(self.entries), sort))
+        return hit
 
     @classmethod
     def from_infos(cls, infos: Iterable[Any], *, check: CheckFn | None = None, generation: Any = None) -> Catalog:
@@ -829,7 +838,7 @@ class Catalog:
             if len(self._compat_cache) > 32:
                 self._compat_cache.clear()
             table = self._compat_cache[key] = {}
-        gk = self._group_key(entry)
+        gk = self._gkeys.get(id(entry)) or self._group_key(entry)
         view = table.get(gk)
         if view is None:
             view = table[gk] = compat_of(entry.detection, checkpoint, self._check)
@@ -864,18 +873,22 @@ class Catalog:
         selected: list[Entry] = []
         hidden = 0
         counts = dict.fromkeys(LEVELS, 0)
-        for e in self.entries:
-            if not matches_base(e, q.base) or not matches_category(e, q.category):
+        arch, fam = split_base_key(q.base) if q.base else ("", None)
+        hide = q.compatible_only and checkpoint is not None
+        for e in self.ordered(q.sort):
+            if arch and (e.architecture != arch or (fam is not None and e.family != fam)):
                 continue
-            if words and not matches_text(e, words):
+            if q.category and not matches_category(e, q.category):
+                continue
+            if words and not all(w in e.search_text for w in words):
                 continue
             level = self.compat(e, checkpoint).level
-            if q.compatible_only and checkpoint is not None and level == LEVEL_INCOMPATIBLE:
+            if hide and level == LEVEL_INCOMPATIBLE:
                 hidden += 1
                 continue
             counts[level] += 1
             selected.append(e)
-        ordered = sort_entries(selected, q.sort, q.descending)
+        ordered = selected[::-1] if q.descending else selected
         pages = max(1, math.ceil(len(ordered) / q.page_size))
         page = min(q.page, pages)
         chunk = ordered[(page - 1) * q.page_size : page * q.page_size]
@@ -948,6 +961,7 @@ class CatalogCache:
         self._host = host
         self._check = check
         self._lock = threading.Lock()
+        self._build_lock = threading.Lock()
         self._catalog: Catalog | None = None
         self._key: Any = None
         self._edits = 0
@@ -967,6 +981,13 @@ class CatalogCache:
         with self._lock:
             if self._catalog is not None and key == self._key:
                 return self._catalog
+        with self._build_lock:  # one build at a time; a second caller gets the first one's result
+            with self._lock:
+                if self._catalog is not None and key == self._key:
+                    return self._catalog
+            return self._build(key)
+
+    def _build(self, key: Any) -> Catalog:
         library = self._host.library()
         infos = list(library.entries())
         entries = _insert_names([entry_from_info(i) for i in infos])
