@@ -661,7 +661,7 @@ def _start_run(p: Any) -> _Run | None:
             reason = f"the LoRA library is unavailable ({exc}); prompts were passed to the WebUI unchanged"
     checkpoint_ref = h.checkpoint_for_generation(p)
     checkpoint = h.checkpoint_detection(checkpoint_ref)
-    hr_info = getattr(p, "hr_checkpoint_info", None)
+    hr_info = _hr_checkpoint_info(p)
     hr_checkpoint = h.checkpoint_detection(_ref(hr_info)) if hr_info is not None else checkpoint
     run = _Run(
         settings=_rewrite_settings(settings),
@@ -679,6 +679,21 @@ def _start_run(p: Any) -> _Run | None:
             p, run, "the built-in Lora extension is not loaded: LoRA tags are resolved but nothing loads them"
         )
     return run
+
+
+def _hr_checkpoint_info(p: Any) -> Any | None:
+    """The hires pass's own checkpoint, if one is chosen (txt2img resolves ``hr_checkpoint_name`` only in
+    ``init``, after ``process``: resolve it the same way here)."""
+    info = getattr(p, "hr_checkpoint_info", None)
+    if info is not None:
+        return info
+    name = getattr(p, "hr_checkpoint_name", None) if getattr(p, "enable_hr", False) else None
+    if not name or name == "Use same checkpoint":
+        return None
+    try:
+        return _m("modules.sd_models").get_closet_checkpoint_match(name)
+    except Exception:
+        return None
 
 
 def _warn_once(p: Any, run: _Run, message: str) -> None:

@@ -82,7 +82,11 @@ def test_settings_section_registered_with_defaults(webui: StandinWebUI) -> None:
     assert all(labels[k].section == ("lora_studio", "LoRA Studio") for k in keys)
     assert webui.shared.opts.lora_studio_trigger_policy == "Insert if missing"
     settings = webui.host().settings()
-    assert settings.enabled and settings.trigger_policy == "insert-if-missing" and settings.incompatible == "warn"
+    assert (
+        settings.enabled
+        and settings.trigger_policy == "insert-if-missing"
+        and settings.incompatible == "warn"
+    )
 
 
 def test_builtin_modules_are_the_webuis(webui: StandinWebUI) -> None:
@@ -91,7 +95,9 @@ def test_builtin_modules_are_the_webuis(webui: StandinWebUI) -> None:
 
     assert glue.builtin_networks() is sys.modules["networks"]
     assert Path(sys.modules["networks"].__file__).parent.name == "Lora"
-    assert not any(Path(p).name in ("networks.py", "network.py", "lora.py") for p in Path(glue.__file__).parent.iterdir())
+    assert not any(
+        Path(p).name in ("networks.py", "network.py", "lora.py") for p in Path(glue.__file__).parent.iterdir()
+    )
 
 
 def test_txt2img_resolves_inserts_trigger_words_and_records_infotext(webui: StandinWebUI) -> None:
@@ -110,12 +116,16 @@ def test_txt2img_resolves_inserts_trigger_words_and_records_infotext(webui: Stan
 
 
 def test_batch_of_two_different_prompts_every_prompt_rewritten_and_warned(webui: StandinWebUI) -> None:
-    processed = webui.txt2img(["girl <lora:zk_alice:0.5>", "boy <lora:chars/kotori:1>"], ["", ""], batch_size=2)
+    processed = webui.txt2img(
+        ["girl <lora:zk_alice:0.5>", "boy <lora:chars/kotori:1>"], ["", ""], batch_size=2
+    )
     p = processed.p
     assert p.all_prompts[0] == "girl zk_alice, red coat, <lora:zk_alice:0.5>"
     assert p.all_prompts[1] == "boy mychar, <lora:kotori:1>"  # relpath -> the loader's name; its trigger word
     # The WebUI applies the first prompt's LoRAs to the whole batch: both images got zk_alice only.
-    assert [_applied(s) for s in processed.images] == [[("zk_alice", (webui.lora_dir / "zk_alice.safetensors").as_posix())]] * 2
+    assert [_applied(s) for s in processed.images] == [
+        [("zk_alice", (webui.lora_dir / "zk_alice.safetensors").as_posix())]
+    ] * 2
     warning = [c for c in p.comments if "different LoRAs" in c]
     assert len(warning) == 1 and warning[0].startswith("LoRA Studio: ")
     for info in processed.infotexts:
@@ -123,11 +133,16 @@ def test_batch_of_two_different_prompts_every_prompt_rewritten_and_warned(webui:
 
 
 def test_batch_count_two_each_batch_gets_its_own_loras(webui: StandinWebUI) -> None:
-    processed = webui.txt2img(["<lora:zk_alice:1> a", "<lora:chars/kotori:1> b"], ["", ""], batch_size=1, n_iter=2)
+    processed = webui.txt2img(
+        ["<lora:zk_alice:1> a", "<lora:chars/kotori:1> b"], ["", ""], batch_size=1, n_iter=2
+    )
     files = [[Path(f).name for _, f in _applied(s)] for s in processed.images]
     assert files == [["zk_alice.safetensors"], ["kotori.safetensors"]]
     assert not any("different LoRAs" in c for c in processed.p.comments)
-    assert [parse_infotext(_entry(i)).loras[0].relpath for i in processed.infotexts] == ["zk_alice", "chars/kotori"]
+    assert [parse_infotext(_entry(i)).loras[0].relpath for i in processed.infotexts] == [
+        "zk_alice",
+        "chars/kotori",
+    ]
 
 
 def test_styles_are_rewritten_too(webui: StandinWebUI) -> None:
@@ -148,7 +163,9 @@ def test_hires_fix_prompts_get_the_same_rewrite(webui: StandinWebUI) -> None:
 
 
 def test_hires_prompt_of_its_own_is_rewritten(webui: StandinWebUI) -> None:
-    processed = webui.txt2img("a cat <lora:zk_alice:0.6>", "", enable_hr=True, hr_prompt="a cat, detailed <lora:chars/kotori:0.3>")
+    processed = webui.txt2img(
+        "a cat <lora:zk_alice:0.6>", "", enable_hr=True, hr_prompt="a cat, detailed <lora:chars/kotori:0.3>"
+    )
     p = processed.p
     assert p.all_hr_prompts == ["a cat, detailed mychar, <lora:kotori:0.3>"]
     sample = processed.images[0]
@@ -236,7 +253,9 @@ def test_paste_restores_names_the_builtin_renamed_by_hash(webui: StandinWebUI) -
     assert untouched["Prompt"] == "x <lora:dup:0.9>"
 
 
-def test_prompt_changed_after_process_is_rewritten_before_the_batch(webui: StandinWebUI, tmp_path: Path) -> None:
+def test_prompt_changed_after_process_is_rewritten_before_the_batch(
+    webui: StandinWebUI, tmp_path: Path
+) -> None:
     """A script running after LoRA Studio (wildcards, dynamic prompts) changes all_prompts in process()."""
     ext = tmp_path / "late-ext"
     (ext / "scripts").mkdir(parents=True)
@@ -275,7 +294,10 @@ def test_selected_checkpoint_is_read_without_loading_a_model(webui: StandinWebUI
         assert type(sd_models.model_data.sd_model).__name__ == "FakeInitialModel"
     webui.select_checkpoint("sdxl.safetensors")
     assert Path(webui.host().selected_checkpoint().path).name == "sdxl.safetensors"
-    assert [Path(c.path).name for c in webui.host().list_checkpoints()] == ["sd15.safetensors", "sdxl.safetensors"]
+    assert [Path(c.path).name for c in webui.host().list_checkpoints()] == [
+        "sd15.safetensors",
+        "sdxl.safetensors",
+    ]
 
 
 def test_lora_roots_include_lora_dir_and_extra_roots(webui: StandinWebUI, tmp_path: Path) -> None:
@@ -285,14 +307,18 @@ def test_lora_roots_include_lora_dir_and_extra_roots(webui: StandinWebUI, tmp_pa
     assert webui.host().lora_roots() == [webui.lora_dir, extra]
 
 
-def test_extra_root_lora_is_registered_for_the_builtin(webui: StandinWebUI, tmp_path: Path, fixtures_dir: Path) -> None:
+def test_extra_root_lora_is_registered_for_the_builtin(
+    webui: StandinWebUI, tmp_path: Path, fixtures_dir: Path
+) -> None:
     """A LoRA only LoRA Studio scans (extra folder) is put in the built-in table so it loads."""
     extra = tmp_path / "more-loras"
     _copy(fixtures_dir, SD15, extra / "elsewhere.safetensors")
     webui.set_option("lora_studio_extra_roots", str(extra))
     webui.wait_for_index()
     processed = webui.txt2img("<lora:elsewhere:1> x")
-    assert [Path(f).as_posix() for _, f in _applied(processed.images[0])] == [(extra / "elsewhere.safetensors").as_posix()]
+    assert [Path(f).as_posix() for _, f in _applied(processed.images[0])] == [
+        (extra / "elsewhere.safetensors").as_posix()
+    ]
 
 
 def test_remote_access_and_api_auth(webui: StandinWebUI) -> None:
@@ -367,7 +393,9 @@ def _detection_available() -> bool:
     return True
 
 
-@pytest.mark.skipif(not _detection_available(), reason="base-model detection (lib_lora.architecture) not implemented yet")
+@pytest.mark.skipif(
+    not _detection_available(), reason="base-model detection (lib_lora.architecture) not implemented yet"
+)
 def test_incompatible_lora_skipped_when_set_and_named_everywhere(webui: StandinWebUI) -> None:
     webui.set_option("lora_studio_incompatible", "Skip the LoRA")
     processed = webui.txt2img("<lora:myxl_style:1> <lora:zk_alice:0.5> x")
@@ -379,7 +407,9 @@ def test_incompatible_lora_skipped_when_set_and_named_everywhere(webui: StandinW
     assert [name for name, _ in record.skipped] == ["myxl_style"]
 
 
-@pytest.mark.skipif(not _detection_available(), reason="base-model detection (lib_lora.architecture) not implemented yet")
+@pytest.mark.skipif(
+    not _detection_available(), reason="base-model detection (lib_lora.architecture) not implemented yet"
+)
 def test_incompatible_lora_warned_by_default_and_checkpoint_switch_counts(webui: StandinWebUI) -> None:
     processed = webui.txt2img("<lora:myxl_style:1> x")
     assert "<lora:myxl_style:1>" in processed.p.all_prompts[0]  # warn: kept
@@ -395,3 +425,23 @@ def test_lyco_tags_load_in_both_webuis(webui: StandinWebUI, flavor: str) -> None
     expected_tag = "<lora:kotori:0.5>" if flavor == "forge" else "<lyco:kotori:0.5>"
     assert expected_tag in processed.p.all_prompts[0]
     assert [Path(f).name for _, f in _applied(processed.images[0])] == ["kotori.safetensors"]
+
+
+def test_update_settings_writes_the_webui_options(webui: StandinWebUI) -> None:
+    new = webui.host().update_settings(incompatible="skip", trigger_policy="Insert with emphasis")
+    assert new.incompatible == "skip" and new.trigger_policy == "insert-with-emphasis"
+    assert webui.shared.opts.lora_studio_incompatible == "Skip the LoRA"
+    assert webui.shared.opts.lora_studio_trigger_policy == "Insert with emphasis"
+    processed = webui.txt2img("<lora:zk_alice:0.8> x")
+    assert processed.p.all_prompts == ["(zk_alice:1.2), (red coat:1.2), <lora:zk_alice:0.8> x"]
+
+
+@pytest.mark.skipif(
+    not _detection_available(), reason="base-model detection (lib_lora.architecture) not implemented yet"
+)
+def test_hires_checkpoint_of_its_own_is_what_hires_loras_are_checked_against(webui: StandinWebUI) -> None:
+    processed = webui.txt2img("<lora:zk_alice:0.5> x", enable_hr=True, hr_prompt="<lora:myxl_style:0.5> x")
+    assert any("myxl_style" in c and "will not work" in c for c in processed.p.comments)
+    p_kwargs = dict(enable_hr=True, hr_prompt="<lora:myxl_style:0.5> x")
+    processed = webui.txt2img("<lora:zk_alice:0.5> x", **p_kwargs, hr_checkpoint_name="sdxl.safetensors")
+    assert not any("myxl_style" in c for c in processed.p.comments)

@@ -92,6 +92,7 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
     enable_hr: bool = False
     hr_prompt: Any = ""
     hr_negative_prompt: Any = ""
+    hr_checkpoint_name: str = None
     denoising_strength: float = 0.75
 
     def __post_init__(self):
@@ -114,6 +115,12 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
 
             self.extra_generation_params["Hires prompt"] = get_hr_prompt
             self.extra_generation_params["Hires negative prompt"] = get_hr_negative_prompt
+
+    def init(self, all_prompts, all_seeds, all_subseeds):
+        # As the WebUIs: the hires checkpoint is resolved here, after scripts' process()
+        self.hr_checkpoint_info = None
+        if self.enable_hr and self.hr_checkpoint_name and self.hr_checkpoint_name != "Use same checkpoint":
+            self.hr_checkpoint_info = sd_models.get_closet_checkpoint_match(self.hr_checkpoint_name)
 
     def setup_prompts(self):
         super().setup_prompts()
