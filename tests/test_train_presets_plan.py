@@ -727,3 +727,54 @@ def test_fast_preset_warns_about_many_buckets(ckpt, tmp_path):
     report = check_dataset(folder, "mychar", "sd1")
     plan = make_plan(report, ckpt, "sd1", "mychar", "fast", free_vram_bytes=80 * GiB)
     assert any("buckets" in w and "CUDA graphs" in w for w in plan.warnings)
+
+
+# -- opt-in: the real sd-scripts ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.trainer
+@pytest.mark.slow
+def test_real_sd_scripts_trains_and_resumes_from_a_plan(tmp_path, fixtures_dir):
+    """Runs the planned command with the real sd-scripts on CPU at 64 px: 4 steps with saves every 2,
+    then a resume from the step-2 state that must skip the trained steps. Needs SD_SCRIPTS_DIR,
+    TRAINER_PYTHON and LORA_STUDIO_TEST_SD15 (a random-weight SD1.5 checkpoint or diffusers folder)."""
+    sd, py, base = (os.environ.get(k, "") for k in ("SD_SCRIPTS_DIR", "TRAINER_PYTHON", "LORA_STUDIO_TEST_SD15"))
+    if not (sd and py and base):
+        pytest.skip("set SD_SCRIPTS_DIR, TRAINER_PYTHON and LORA_STUDIO_TEST_SD15 to run the real trainer")
+    import shutil
+    import subprocess
+
+    from lib_lora.safetensors_header import read_header
+
+    data = _images(tmp_path / "data ü", 4, size=(96, 64), caption="zed, photo")
+    tok = tmp_path / "tokenizers"
+    shutil.copytree(fixtures_dir / "clip-tokenizer", tok / "openai_clip-vit-large-patch14")
+    report = check_dataset(data, "zed", "sd1", resolution=64)
+    out = tmp_path / "out dir"
+    plan = make_plan(
+        report, base, "sd1", "zed", "default", out, sd, py, tokenizer_cache_dir=tok, offline=True,
+        overrides={"steps": 4, "batch_size": 1, "resolution": 64, "mixed_precision": "no", "save_every_n_steps": 2,
+                   "sample_every_n_steps": 1000, "max_data_loader_n_workers": 0},
+    )  # fmt: skip
+
+    def run(p: TrainingPlan, log_name: str) -> str:
+        spec = p.write_files(out / "_training")
+        with open(tmp_path / log_name, "w", encoding="utf-8") as log:
+            rc = subprocess.run(spec.command, cwd=spec.cwd, env={**os.environ, **spec.env}, stdout=log,
+                                stderr=subprocess.STDOUT, timeout=1200).returncode  # fmt: skip
+        text = (tmp_path / log_name).read_text(encoding="utf-8", errors="replace")
+        assert rc == 0, text[-3000:]
+        return text
+
+    first = run(plan, "first.log")
+    assert "found directory" in first and "4 image files" in first
+    lora = out / "zed.safetensors"
+    md = read_header(lora).metadata
+    assert md["modelspec.trigger_phrase"] == "zed" and md["ss_output_name"] == "zed"
+    assert md["ss_network_dim"] == "32" and md["ss_base_model_version"] == "sd_v1"
+    state = out / "zed-step00000002-state"
+    assert state.is_dir() and (out / "zed-step00000002.safetensors").is_file()
+    lora.unlink()
+    resumed = run(plan.with_resume(state), "resumed.log")
+    assert "skipping 2 steps" in resumed
+    assert lora.is_file()
