@@ -9,7 +9,6 @@ import math
 import os
 import shlex
 import stat
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +47,21 @@ from lib_lora.train.presets import (
     validate_hyperparameters,
 )
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - 3.10
-    tomllib = pytest.importorskip("tomli")
+try:  # the standard library's reader from 3.11, its backport "tomli" on 3.10
+    import tomllib as _toml_reader
+except ImportError:  # pragma: no cover - 3.10
+    try:
+        import tomli as _toml_reader  # type: ignore[no-redef]
+    except ImportError:
+        _toml_reader = None  # type: ignore[assignment]
+
+
+class tomllib:
+    @staticmethod
+    def loads(text: str) -> dict:
+        if _toml_reader is None:
+            pytest.skip("no TOML reader: Python 3.11's tomllib or the tomli package is needed")
+        return _toml_reader.loads(text)
 
 GiB = 1024**3
 HELP_FILES = {
