@@ -39,6 +39,14 @@ step "core venv (Python 3.11)"
 make_venv "$CACHE/venv-core-3.11" "$PY311"
 V311=$CACHE/venv-core-3.11/bin/python
 "$V311" -m pip install -q -e "$REPO[test]"
+# accelerate's own launcher parser checks our `accelerate launch` options; importing it needs torch.
+# Only a CPU build of torch is acceptable here (never a multi-GB CUDA build): use the local CPU wheel
+# when the machine has one, else those tests skip with a message.
+if ls ${PIP_FIND_LINKS:-/opt/wheels}/torch-2.13.0+cpu-cp311-*.whl >/dev/null 2>&1; then
+    "$V311" -m pip install -q torch==2.13.0 accelerate==1.6.0
+else
+    echo "no local CPU torch wheel: the accelerate launcher-parser test will be skipped" >&2
+fi
 
 step "ruff"
 "$V311" -m ruff check "$REPO"
