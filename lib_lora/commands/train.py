@@ -305,40 +305,7 @@ def _start(plan: TrainingPlan, args: argparse.Namespace) -> int:
 
 
 def _progress_printer() -> Callable[[Any], None]:
-    """The runner's text progress bar when it has one, else a plain one-line status."""
-    try:
-        from lib_lora.train import runner as runner_module
-    except ImportError:
-        runner_module = None  # type: ignore[assignment]
-    for name in ("text_progress", "format_progress", "progress_line"):
-        fn = getattr(runner_module, name, None)
-        if callable(fn):
-            return _line_printer(fn)
-    return _line_printer(_plain_status)
+    """The text progress bar (in place on a terminal, periodic lines when logged to a file)."""
+    from lib_lora.train.progressbar import ProgressPrinter
 
-
-def _plain_status(status: Any) -> str:
-    if getattr(status, "total", 0) and getattr(status, "step", 0):
-        width = 30
-        done = int(width * status.fraction)
-        eta = f" ETA {int(status.eta_seconds)}s" if status.eta_seconds else ""
-        loss = f" loss {status.loss:.4f}" if status.loss is not None else ""
-        return f"[{'#' * done}{'.' * (width - done)}] {status.step}/{status.total}{loss}{eta}"
-    return f"{status.state}: {status.task or status.message}"
-
-
-def _line_printer(fmt: Callable[[Any], object]) -> Callable[[Any], None]:
-    tty = sys.stdout.isatty()
-    last = [""]
-
-    def show(status: Any) -> None:
-        line = str(fmt(status))
-        if line == last[0]:
-            return
-        last[0] = line
-        if tty:
-            print("\r" + line[:200].ljust(len(last[0])), end="", flush=True)
-        else:
-            print(line, flush=True)
-
-    return show
+    return ProgressPrinter(sys.stdout)
