@@ -37,3 +37,8 @@ class HashError(LoraStudioError):
 
 class TrainerEnvironmentError(TrainingError):
     """The trainer's own environment (venv, sd-scripts checkout) is missing or cannot be installed."""
+
+
+class AccessDeniedError(LoraStudioError):
+    """A request is refused because LoRA Studio is reachable by others and extension access is not
+    allowed (no filesystem paths or subprocesses chosen by a remote user)."""
