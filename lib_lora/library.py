@@ -47,6 +47,7 @@ import json
 import os
 import re
 import sqlite3
+import sys
 import threading
 import time
 from collections import deque
@@ -1207,6 +1208,127 @@ def describe_file(path: str | os.PathLike[str], *, root: str | os.PathLike[str] 
 
 
 # --------------------------------------------------------------------------------------------------
+# Reading many files: worker processes
+# --------------------------------------------------------------------------------------------------
+
+#: Below this many files to read, worker processes cost more than they save.
+PARALLEL_MIN_FILES = 48
+_WORKER_ENV = "LORA_STUDIO_SCAN_WORKERS"
+
+
+def _default_workers() -> int:
+    env = os.environ.get(_WORKER_ENV, "").strip()
+    if env.isdigit():
+        return int(env)
+    return min(os.cpu_count() or 1, 4)
+
+
+def _found_to_json(f: _Found) -> list[Any]:
+    return [f.path, f.root, f.relpath, f.name, f.suffix, f.realpath, f.size, f.mtime_ns, f.side_sig, f.via_link]
+
+
+def _worker_command() -> list[str]:
+    return [sys.executable, "-c", "from lib_lora.library import _read_worker; _read_worker()"]
+
+
+def _read_many(found: Sequence[_Found], fingerprint: str, workers: int) -> Iterator[_Row]:
+    """Read ``found`` (headers, sidecars, detection). Header parsing and detection are CPU-bound pure
+    Python, so a big batch is split over ``workers`` processes (plain ``python -c`` subprocesses: safe
+    inside a WebUI, no fork of a threaded process, no re-import of its ``__main__``). Anything a worker
+    did not deliver is read here; rows come back in no particular order."""
+    n = len(found)
+    workers = min(workers, n // (PARALLEL_MIN_FILES // 2) if n >= PARALLEL_MIN_FILES else 0)
+    if workers < 2:
+        for f in found:
+            yield _read_file(f, fingerprint)
+        return
+    import queue
+    import subprocess
+
+    by_path = {f.path: f for f in found}
+    done: set[str] = set()
+    results: queue.Queue[tuple[int, Any]] = queue.Queue()
+    env = dict(os.environ)
+    pkg_parent = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env[_WORKER_ENV] = "0"
+    procs: list[subprocess.Popen[bytes]] = []
+    threads: list[threading.Thread] = []
+
+    def pump(k: int, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                try:
+                    results.put((k, json.loads(line)))
+                except ValueError:
+                    break
+        finally:
+            proc.wait()
+            results.put((k, None))
+
+    try:
+        for k in range(workers):
+            chunk = found[k::workers]  # interleaved: folders of big and small files spread evenly
+            job = json.dumps({"fingerprint": fingerprint, "files": [_found_to_json(f) for f in chunk]}).encode()
+            try:
+                proc = subprocess.Popen(_worker_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, env=env)
+            except OSError:
+                break
+            procs.append(proc)
+            t = threading.Thread(target=pump, args=(k, proc), daemon=True, name="lora-studio-scan-reader")
+            t.start()
+            threads.append(t)
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(job)
+                proc.stdin.close()
+            except OSError:
+                pass
+        running = len(procs)
+        while running:
+            _k, item = results.get()
+            if item is None:
+                running -= 1
+                continue
+            if isinstance(item, list) and len(item) == 16 and item[0] in by_path and item[0] not in done:
+                done.add(item[0])
+                yield _Row(*item)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        for t in threads:
+            t.join(timeout=5)
+    for f in found:  # whatever the workers did not deliver (a crash, a kill): read it here
+        if f.path not in done:
+            yield _read_file(f, fingerprint)
+
+
+def _read_worker() -> None:
+    """Entry point of a reader process: a JSON job on stdin, one JSON row per line on stdout."""
+    job = json.loads(sys.stdin.buffer.read())
+    fingerprint = job["fingerprint"]
+    listings: dict[str, dict[str, str]] = {}
+    out = sys.stdout
+    for path, root, relpath, name, suffix, realpath, size, mtime_ns, side_sig, via_link in job["files"]:
+        folder = os.path.dirname(path)
+        listing = listings.get(folder)
+        if listing is None:
+            try:
+                with os.scandir(folder) as it:
+                    listing = _dir_listing(list(it))
+            except OSError:
+                listing = {}
+            listings[folder] = listing
+        f = _Found(path, root, relpath, name, suffix, realpath, size, mtime_ns, side_sig, listing, via_link)
+        row = _read_file(f, fingerprint)
+        out.write(json.dumps(row.db_tuple(), ensure_ascii=False) + "\n")
+    out.flush()
+
+
+# --------------------------------------------------------------------------------------------------
 # In-memory state: rows and the name dictionaries
 # --------------------------------------------------------------------------------------------------
 
@@ -1278,7 +1400,10 @@ class Library:
     """LoRA files under ``roots``, indexed in ``index_path`` (default: the user-data folder's index)."""
 
     def __init__(self, roots: Sequence[str | os.PathLike[str]], index_path: str | os.PathLike[str] | None = None,
-                 *, data_dir: str | os.PathLike[str] | None = None) -> None:
+                 *, data_dir: str | os.PathLike[str] | None = None, workers: int | None = None) -> None:
+        """``workers``: reader processes for big (cold) scans; default from ``LORA_STUDIO_SCAN_WORKERS``,
+        else ``min(CPU count, 4)``; 0 or 1 reads everything in this process."""
+        self._workers = _default_workers() if workers is None else max(int(workers), 0)
         seen: dict[str, None] = {}
         for r in roots:
             seen.setdefault(_norm_root(r), None)
@@ -1442,14 +1567,13 @@ class Library:
         changed: list[str] = []
         new_rows: list[_Row] = []
         total = len(to_read)
-        for i, f in enumerate(to_read):
-            row = _read_file(f, fingerprint)
+        for i, row in enumerate(_read_many(to_read, fingerprint, self._workers)):
             self._attach_hashes(row)
-            (changed if f.path in rows else added).append(f.path)
-            rows[f.path] = row
+            (changed if row.path in rows else added).append(row.path)
+            rows[row.path] = row
             new_rows.append(row)
             if progress is not None:
-                progress(i + 1, total, f.path)
+                progress(i + 1, total, row.path)
         if new_rows or removed:
             conn = self._index.conn()
             conn.execute("BEGIN IMMEDIATE")
@@ -1467,8 +1591,8 @@ class Library:
             if r.error:
                 errors.append((r.path, r.error))
         return ScanResult(
-            added=tuple(added),
-            changed=tuple(changed),
+            added=tuple(sorted(added)),
+            changed=tuple(sorted(changed)),
             removed=removed,
             unchanged=unchanged,
             errors=tuple(errors),

@@ -7,6 +7,7 @@ import os
 import pickle
 import shutil
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -676,3 +677,41 @@ def test_lazy_metadata_mapping_behaves_like_a_dict(root: Path, index: Path) -> N
     assert md["ss_output_name"] == "mylora" and "ss_network_dim" in md and md.get("nope") is None
     assert dict(md) == json.loads(json.dumps(dict(md))) and len(md) == len(dict(md))
     assert md == dict(md)
+
+
+def _many(r: Path, n: int) -> None:
+    for i in range(n):
+        tiny(r / f"pack{i % 3}" / f"lora_{i:03d}.safetensors", {"ss_output_name": f"out{i}", "modelspec.trigger_phrase": f"w{i}"})
+    (r / "pack0" / "lora_000.json").write_text('{"activation text": "from sidecar"}')
+    (r / "pack1" / "bad.safetensors").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{oops")
+
+
+def _snapshot(lib: Library) -> list[tuple]:
+    return [(e.path, e.alias, e.error, e.detection, dict(e.metadata), e.sidecars, e.trigger_words) for e in lib.entries()]
+
+
+def test_worker_processes_give_the_same_result(tmp_path: Path) -> None:
+    r = tmp_path / "loras"
+    _many(r, 60)
+    seq = Library([r], tmp_path / "seq.db", workers=0)
+    par = Library([r], tmp_path / "par.db", workers=3)
+    rs, rp = seq.scan(), par.scan()
+    assert rs.added == rp.added and len(rp.added) == 61 and rs.errors == rp.errors
+    assert _snapshot(seq) == _snapshot(par)
+    assert par.lookup("out7").found and par.get(r / "pack0" / "lora_000.safetensors").trigger_words[0].words == ("from sidecar",)
+
+
+def test_a_failing_worker_falls_back_to_reading_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = tmp_path / "loras"
+    _many(r, 50)
+    monkeypatch.setattr(library, "_worker_command", lambda: [sys.executable, "-c", "import sys; sys.exit(3)"])
+    lib = Library([r], tmp_path / "i.db", workers=2)
+    result = lib.scan()
+    assert len(result.added) == 51 and lib.lookup("out49").found
+
+
+def test_worker_count_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LORA_STUDIO_SCAN_WORKERS", "0")
+    assert Library([tmp_path])._workers == 0
+    monkeypatch.delenv("LORA_STUDIO_SCAN_WORKERS")
+    assert 1 <= Library([tmp_path])._workers <= 4

@@ -68,14 +68,25 @@ def _checkpoint_detection(path: str) -> Any:
         return None
 
 
+_COMPAT: list[Any] = []  # the lib_lora.compat module (or None), imported once
+
+
+def _compat_module() -> Any:
+    if not _COMPAT:
+        import importlib
+
+        try:
+            _COMPAT.append(importlib.import_module("lib_lora.compat"))
+        except ImportError:
+            _COMPAT.append(None)
+    return _COMPAT[0]
+
+
 def _compat(lora_det: Any, ckpt_det: Any) -> tuple[str, str]:
     if lora_det is None:
         return "unknown", "base model of the LoRA unknown"
-    import importlib
-
-    try:
-        compat: Any = importlib.import_module("lib_lora.compat")
-    except ImportError:
+    compat = _compat_module()
+    if compat is None:
         return "unknown", "compatibility check not available"
     try:
         result = compat.check(lora_det, ckpt_det)
