@@ -778,9 +778,43 @@ class _Index:
                     continue
                 self._ready = True
                 return
+            if state.startswith("upgrade:") and self._upgrade(int(state.split(":", 1)[1])):
+                self._ready = True
+                return
             if not self._move_aside(state):
                 return
         self._use_memory(f"the index {self.path} could not be rebuilt")
+
+    def _upgrade(self, old_version: int) -> bool:
+        """Our own index from another version: rebuild it, keeping the cached hashes (costly to redo)."""
+        assert self.path is not None
+        hashes: list[tuple[Any, ...]] = []
+        try:
+            c = sqlite3.connect(str(self.path), timeout=15, isolation_level=None)
+            try:
+                hashes = c.execute("SELECT realpath, size, mtime_ns, sha256, addnet FROM hashes").fetchall()
+            finally:
+                c.close()
+        except sqlite3.DatabaseError:
+            hashes = []
+        try:
+            for extra in ("", "-wal", "-shm", "-journal"):
+                Path(str(self.path) + extra).unlink(missing_ok=True)
+            self._create(self.path)
+            if hashes:
+                c = sqlite3.connect(str(self.path), timeout=15, isolation_level=None)
+                try:
+                    c.execute("BEGIN IMMEDIATE")
+                    c.executemany("INSERT OR REPLACE INTO hashes (realpath, size, mtime_ns, sha256, addnet) VALUES (?,?,?,?,?)",
+                                  hashes)
+                    c.execute("COMMIT")
+                finally:
+                    c.close()
+        except (OSError, sqlite3.DatabaseError):
+            return False
+        self.notes.append(f"the library index {self.path} was upgraded from format {old_version} to "
+                          f"{SCHEMA_VERSION} ({len(hashes)} cached hashes kept); every file is read once")
+        return True
 
     def _inspect(self) -> str:
         assert self.path is not None
@@ -798,7 +832,7 @@ class _Index:
         if app != APPLICATION_ID:
             return "a database of another application"
         if version != SCHEMA_VERSION:
-            return f"index schema version {version}, this LoRA Studio uses {SCHEMA_VERSION}"
+            return f"upgrade:{version}"
         if not {"files", "hashes"} <= tables:
             return "index tables missing"
         return "ok"

@@ -360,15 +360,13 @@ def _old_schema(path: Path) -> None:
     c.close()
 
 
-@pytest.mark.parametrize("spoil", ["garbage", "foreign", "schema", "truncated-db"])
+@pytest.mark.parametrize("spoil", ["garbage", "foreign", "truncated-db"])
 def test_unusable_index_is_moved_aside_and_rebuilt(root: Path, index: Path, spoil: str) -> None:
     index.parent.mkdir(parents=True)
     if spoil == "garbage":
         index.write_bytes(b"this is not a database\n" * 100)
     elif spoil == "foreign":
         _foreign_db(index)
-    elif spoil == "schema":
-        _old_schema(index)
     else:
         Library([root], index).scan()
         index.write_bytes(index.read_bytes()[:150])
@@ -382,6 +380,27 @@ def test_unusable_index_is_moved_aside_and_rebuilt(root: Path, index: Path, spoi
     backups = [p for p in index.parent.iterdir() if p.name.startswith(index.name + ".bad-") and not p.name.endswith(("-wal", "-shm"))]
     assert len(backups) == 1 and backups[0].read_bytes() == original  # the user's file is kept, not destroyed
     assert Library([root], index).scan().reads == 0  # the rebuilt index works
+
+
+def test_index_of_another_version_is_rebuilt_keeping_hashes(root: Path, index: Path) -> None:
+    lib = Library([root], index)
+    lib.scan()
+    lib.ensure_hashes(str(root / "styles" / "ink.safetensors"))
+    lib.close()
+    c = sqlite3.connect(index)
+    c.execute("PRAGMA user_version=1")  # as an older LoRA Studio left it
+    c.close()
+    fresh = Library([root], index)
+    result = fresh.scan()
+    assert result.reads == 3 and "upgraded from format 1" in result.notes[0] and "1 cached hashes kept" in result.notes[0]
+    assert fresh.get(root / "styles" / "ink.safetensors").hashes is not None
+    assert not [p for p in index.parent.iterdir() if ".bad-" in p.name]  # our own cache: no backup clutter
+    # a wrong version with unreadable tables still ends in a working index
+    index.unlink()
+    for extra in ("-wal", "-shm"):
+        Path(str(index) + extra).unlink(missing_ok=True)
+    _old_schema(index)
+    assert Library([root], index).scan().total == 3
 
 
 def test_index_corrupted_while_in_use_recovers(root: Path, index: Path) -> None:
