@@ -1546,15 +1546,20 @@ class Library:
 
     def load(self) -> int:
         """Fill the library from the index alone (no file-system walk): an instant, possibly stale
-        listing to show while :meth:`scan` runs. Returns the number of entries."""
-        with self._scan_lock:
-            try:
-                rows = self._load_rows()
-            except sqlite3.DatabaseError as exc:
+        listing to show while :meth:`scan` runs. Does not wait for a running scan. Returns the number
+        of entries."""
+        try:
+            rows = self._load_rows()
+        except sqlite3.DatabaseError as exc:
+            with self._scan_lock:
                 self._index.recover(f"read failed: {exc}")
-                rows = {}
-            self._set_state(_State(rows, self.roots))
-            return len(rows)
+            rows = {}
+        state = _State(rows, self.roots)
+        with self._state_lock:
+            if self._state is None:  # a scan that finished meanwhile knows better
+                self._state = state
+                self._generation += 1
+        return len(self._state.rows) if self._state is not None else 0
 
     def scan(self, progress: ScanProgress | None = None) -> ScanResult:
         """Walk the roots; read new and changed files; forget removed ones. Thread-safe (one at a time)."""

@@ -734,3 +734,25 @@ def test_worker_count_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert Library([tmp_path])._workers == 0
     monkeypatch.delenv("LORA_STUDIO_SCAN_WORKERS")
     assert 1 <= Library([tmp_path])._workers <= 4
+
+
+def test_listing_does_not_wait_for_a_running_scan(root: Path, index: Path) -> None:
+    Library([root], index).scan()
+    tiny(root / "styles" / "new.safetensors")
+    lib = Library([root], index, workers=0)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_progress(done: int, total: int, path: str) -> None:
+        entered.set()
+        release.wait(30)
+
+    t = threading.Thread(target=lib.scan, kwargs={"progress": slow_progress})
+    t.start()
+    try:
+        assert entered.wait(30)
+        assert lib.lookup("mylora").found  # answered from the index while the scan is busy
+        assert len(lib.entries()) == 3
+    finally:
+        release.set()
+        t.join(30)
+    assert len(lib.entries()) == 4
