@@ -756,3 +756,43 @@ def test_listing_does_not_wait_for_a_running_scan(root: Path, index: Path) -> No
         release.set()
         t.join(30)
     assert len(lib.entries()) == 4
+
+
+def test_unreadable_file_simulated_for_root(tmp_path: Path, index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a permission-denied file looks like (tests run as root in CI, where chmod 0 does not bite)."""
+    r = tmp_path / "loras"
+    locked = tiny(r / "locked.safetensors")
+    tiny(r / "fine.safetensors")
+    real_open = builtins.open
+
+    def deny(file, *a, **k):  # type: ignore[no-untyped-def]
+        if os.fspath(file) == str(locked):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", deny)
+    lib = Library([r], index, workers=0)
+    result = lib.scan()
+    entry = lib.get(locked)
+    assert entry is not None and entry.error is not None and "Permission denied" in entry.error
+    assert any(p == str(locked) for p, _m in result.errors)
+    assert lib.get(r / "fine.safetensors").error is None
+
+
+def test_user_data_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("LORA_STUDIO_DATA", raising=False)
+    monkeypatch.setattr(paths.sys, "platform", "linux")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert paths.user_data_dir() == tmp_path / "xdg" / "lora-studio"
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/ignored")
+    assert paths.user_data_dir() == Path.home() / ".local" / "share" / "lora-studio"
+    monkeypatch.setenv("LORA_STUDIO_DATA", str(tmp_path / "env"))
+    assert paths.user_data_dir() == tmp_path / "env"
+    assert paths.user_data_dir(tmp_path / "explicit") == tmp_path / "explicit"  # the WebUI adapter's folder wins
+    assert not (tmp_path / "env").exists()
+    assert paths.user_data_dir(ensure=True).is_dir()
+    assert paths.default_index_path() == tmp_path / "env" / paths.INDEX_FILENAME
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(LibraryError, match="cannot create"):
+        paths.user_data_dir(blocker / "sub", ensure=True)
