@@ -1345,7 +1345,7 @@ def _read_worker() -> None:
     job = json.loads(sys.stdin.buffer.read())
     fingerprint = job["fingerprint"]
     listings: dict[str, dict[str, str]] = {}
-    out = sys.stdout
+    out = sys.stdout.buffer  # ASCII-only JSON lines: no console encoding can break them
     for path, root, relpath, name, suffix, realpath, size, mtime_ns, side_sig, via_link in job["files"]:
         folder = os.path.dirname(path)
         listing = listings.get(folder)
@@ -1358,7 +1358,7 @@ def _read_worker() -> None:
             listings[folder] = listing
         f = _Found(path, root, relpath, name, suffix, realpath, size, mtime_ns, side_sig, listing, via_link)
         row = _read_file(f, fingerprint)
-        out.write(json.dumps(row.db_tuple(), ensure_ascii=False) + "\n")
+        out.write(json.dumps(row.db_tuple()).encode("ascii") + b"\n")
     out.flush()
 
 

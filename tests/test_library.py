@@ -709,13 +709,17 @@ def _snapshot(lib: Library) -> list[tuple]:
     return [(e.path, e.alias, e.error, e.detection, dict(e.metadata), e.sidecars, e.trigger_words) for e in lib.entries()]
 
 
-def test_worker_processes_give_the_same_result(tmp_path: Path) -> None:
+def test_worker_processes_give_the_same_result(tmp_path: Path, reads: list[str]) -> None:
     r = tmp_path / "loras"
     _many(r, 60)
+    (r / "pack2" / "ünïcödé 名前.safetensors").write_bytes((r / "pack2" / "lora_002.safetensors").read_bytes())
     seq = Library([r], tmp_path / "seq.db", workers=0)
     par = Library([r], tmp_path / "par.db", workers=3)
-    rs, rp = seq.scan(), par.scan()
-    assert rs.added == rp.added and len(rp.added) == 61 and rs.errors == rp.errors
+    rs = seq.scan()
+    reads.clear()
+    rp = par.scan()
+    assert reads == []  # every header was read by the worker processes
+    assert rs.added == rp.added and len(rp.added) == 62 and rs.errors == rp.errors
     assert _snapshot(seq) == _snapshot(par)
     assert par.lookup("out7").found and par.get(r / "pack0" / "lora_000.safetensors").trigger_words[0].words == ("from sidecar",)
 
