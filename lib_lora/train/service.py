@@ -138,6 +138,13 @@ class InstalledLora:
     preview: str | None = None
     found: bool = False  # library.lookup(name) gives this file
     message: str = ""
+    trigger: str = ""
+    weight: float = DEFAULT_PREFERRED_WEIGHT
+
+    @property
+    def tag(self) -> str:
+        """The prompt tag that uses it."""
+        return f"<lora:{self.name}:{self.weight:g}>"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -893,7 +900,7 @@ class TrainingService:
         if notes:
             message += " (" + "; ".join(notes) + ")"
         return InstalledLora(path=target, name=new_stem, sidecar=sidecar_path, preview=preview, found=found,
-                             message=message)
+                             message=message, trigger=str(intent.get("trigger") or ""), weight=weight)
 
     def _taken_name(self, stem: str) -> bool:
         """Whether another LoRA in the library already answers to ``stem`` (a new one would shadow it)."""
