@@ -419,7 +419,25 @@ def install(extension_dir: str | os.PathLike[str] | None = None) -> None:
 def _api_router(h: WebUIHost) -> Any:
     from lib_lora import api
 
-    return api.make_router(h)
+    return api.make_router(h, jobs=_training_jobs(h))
+
+
+def _training_jobs(h: WebUIHost) -> Any:
+    """The training service's job manager, so the API and the Train tab share one queue per process
+    (``None`` when training is unavailable: the API then makes its own)."""
+    try:
+        from lib_lora.train.service import service_for
+
+        return service_for(h).jobs
+    except Exception as exc:
+        _console(f"training jobs are not available: {exc}")
+        return None
+
+
+def _train_tab(h: WebUIHost) -> Any:
+    from lib_lora.ui.train_tab import build_train_tab
+
+    return build_train_tab(h)
 
 
 def _browser_tab(h: WebUIHost) -> Any:
@@ -429,13 +447,15 @@ def _browser_tab(h: WebUIHost) -> Any:
 
 
 def _register_default_components() -> None:
-    """The HTTP API (``/lora-studio/v1``) and the browser panel as a "LoRA Studio" tab. A component whose
+    """The HTTP API (``/lora-studio/v1``), the browser panel as a "LoRA Studio" tab and the "Train LoRA" tab
+    (lib_lora.ui.train_tab over the process's one TrainingService). A component whose
     dependencies are missing (fastapi, gradio) is left out; other modules may replace these by calling
     :func:`register_ui` / :func:`register_api`."""
     if importlib.util.find_spec("fastapi") is not None:
         register_api(_api_router)
     if importlib.util.find_spec("gradio") is not None:
         register_ui(_browser_tab, title="LoRA Studio", elem_id="lora_studio")
+        register_ui(_train_tab, title="Train LoRA", elem_id="lora_studio_train")
 
 
 # ------------------------------------------------------------------------------------------------

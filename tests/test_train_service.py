@@ -500,3 +500,18 @@ def test_request_helpers():
     assert req.gpu_ids == (1,) and req.plan_overrides() == {"steps": 10}
     with pytest.raises(TrainingError, match="unknown training field"):
         request_from_mapping({"folder": "/x", "trigger": "t", "base": "b", "shell": "rm -rf /"})
+
+
+def test_one_service_and_one_job_manager_per_data_folder(tmp_path):
+    from lib_lora.train import service as service_module
+
+    try:
+        host = StandaloneHost([str(tmp_path / "Lora")], data_dir=tmp_path / "data")
+        first = service_module.service_for(host)
+        assert service_module.service_for(host) is first
+        assert service_module.job_manager_for(tmp_path / "data") is first.jobs
+        other = StandaloneHost([str(tmp_path / "Lora")], data_dir=tmp_path / "data")  # e.g. after a reset
+        second = service_module.service_for(other)
+        assert second is not first and second.jobs is first.jobs and first._closed
+    finally:
+        service_module.reset_for_tests()

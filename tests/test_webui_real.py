@@ -147,7 +147,7 @@ def test_extension_loaded_into_the_real_webui(run: dict[str, Any]) -> None:
     assert builtin.name == "networks.py" and builtin.parent.name in ("Lora", "sd_forge_lora")
     assert run["scan"]["state"] == "done" and run["scan"]["total"] == 5
     assert "/lora-studio/v1/loras" in run["api_routes"], run["api_routes"]  # mounted on the WebUI's app
-    assert run["ui_tabs"] == ["LoRA Studio"], run["ui_tabs"]  # the browser panel built with the WebUI's gradio
+    assert run["ui_tabs"] == ["LoRA Studio", "Train LoRA"], run["ui_tabs"]  # browser panel and Train tab, built with the WebUI's gradio
     print("WebUI:", run["flavor"], run["versions"])
 
 

@@ -428,7 +428,6 @@ class TrainingService:
         self._cond = threading.Condition(self._lock)
         self._installing: set[str] = set()
         self._results: dict[str, dict[str, Any]] = {}  # result.json of installed jobs (never changes)
-        self._install_lock = threading.Lock()  # one install at a time: no two pick the same name
         self._closed = False
         self._unsubscribe = self.jobs.subscribe(self._on_job)
         if install_pending:
@@ -822,7 +821,7 @@ class TrainingService:
         intent = record.meta.get("install")
         if not isinstance(intent, dict):
             raise TrainingError(f"job {job_id} was not started to be installed into the LoRA folder")
-        with self._install_lock:
+        with _INSTALL_LOCK:  # one install at a time in this process: no two pick the same name
             existing = _read_result(record.job_dir)
             if existing is not None:
                 if existing.get("installed"):
@@ -1102,8 +1101,9 @@ def _claim(path: Path) -> bool:
 
 
 _REGISTRY_LOCK = threading.Lock()
+_INSTALL_LOCK = threading.RLock()
 _MANAGERS: dict[str, JobManager] = {}
-_SERVICES: dict[tuple[int, str], TrainingService] = {}
+_SERVICES: dict[str, TrainingService] = {}
 
 
 def job_manager_for(data_dir: str | os.PathLike[str]) -> JobManager:
@@ -1118,20 +1118,24 @@ def job_manager_for(data_dir: str | os.PathLike[str]) -> JobManager:
 
 
 def service_for(host: Any) -> TrainingService:
-    """The process's one :class:`TrainingService` for ``host`` (kept in this module, so a WebUI
-    "Reload UI" — which re-executes ``scripts/`` — keeps following the running jobs)."""
+    """The process's one :class:`TrainingService` for ``host``'s data folder (kept in this module, so a
+    WebUI "Reload UI" — which re-executes ``scripts/`` — keeps following the running jobs). A new host
+    object on the same data folder replaces the service of the old one."""
     data = os.path.realpath(os.fspath(host.data_dir()))
-    key = (id(host), data)
     with _REGISTRY_LOCK:
-        service = _SERVICES.get(key)
+        service = _SERVICES.get(data)
         if service is not None and service.host is host and not service._closed:
             return service
     jobs = job_manager_for(data)
+    old = None
     with _REGISTRY_LOCK:
-        service = _SERVICES.get(key)
+        service = _SERVICES.get(data)
         if service is None or service.host is not host or service._closed:
-            service = _SERVICES[key] = TrainingService(host, jobs)
-        return service
+            old = service
+            service = _SERVICES[data] = TrainingService(host, jobs)
+    if old is not None and old is not service:
+        old.close()
+    return service
 
 
 def reset_for_tests() -> None:
