@@ -297,8 +297,9 @@ def run_plan(plan: TrainingPlan, data_dir: str | os.PathLike[str], label: str, *
     return fig
 
 
-def check_output(path: str | os.PathLike[str], trigger: str) -> dict[str, Any]:
-    """What LoRA Studio's detection makes of a trained file; ``ok`` when it is an SD1 LoRA with ``trigger``."""
+def check_output(path: str | os.PathLike[str], trigger: str, arch: str = "sd1") -> dict[str, Any]:
+    """What LoRA Studio's detection makes of a trained file; ``ok`` when it is a LoRA of ``arch``
+    ("sd1" | "sdxl") that carries ``trigger``."""
     header = read_header(path)
     det = detect(header)
     md = header.metadata
@@ -312,7 +313,7 @@ def check_output(path: str | os.PathLike[str], trigger: str) -> dict[str, Any]:
         "modelspec.architecture": md.get("modelspec.architecture"),
         "tensors": len(header.tensors),
     }
-    result["ok"] = det.kind == "lora" and det.architecture == "sd1" and trigger in det.trigger_words
+    result["ok"] = det.kind == "lora" and det.architecture == arch and trigger in det.trigger_words
     return result
 
 
@@ -355,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="optimizer steps (default 40 on a GPU, 24 on the CPU)")
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--preset", default="default")
+    ap.add_argument("--arch", choices=("sd15", "sdxl"), default="sd15", help="base model (SDXL: GPU only in practice)")
     ap.add_argument("--resolution", type=int, help="training px (default 64 on the CPU, 512 on a GPU)")
     ap.add_argument("--trigger", default="zkchar")
     ap.add_argument("--workdir", help="working folder (default: a new temporary folder, removed unless --keep)")
@@ -375,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine_line()}; device: {device} {gpu_name}")
     print(f"trainer: {trainer_versions(args.trainer_python)}; sd-scripts {sd_scripts_commit(args.sd_scripts)}")
     t_all = time.monotonic()
-    setup = prepare(work, args.sd_scripts, args.trainer_python, device=device, cache_dir=args.cache_dir,
+    setup = prepare(work, args.sd_scripts, args.trainer_python, arch=args.arch, device=device, cache_dir=args.cache_dir,
                     images=args.images, trigger=args.trigger, resolution=args.resolution)  # fmt: skip
     how = f"built in {setup.checkpoint_build_s:.1f} s" if setup.checkpoint_build_s else "cached"
     print(f"checkpoint: {setup.checkpoint} ({how})")
@@ -395,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"log: {fig.job_dir}/stderr.log")
     detection: dict[str, Any] = {}
     if fig.output:
-        detection = check_output(fig.output, setup.trigger)
+        detection = check_output(fig.output, setup.trigger, ARCH_IDS[setup.arch])
         print(f"detected: {detection}")
     print(f"start-up (submit -> step 1):  {_fmt(fig.startup_s, ' s')}")
     print(f"steady state:                 {_fmt(fig.steady_it_s, ' it/s')} = {_fmt(fig.steady_img_s, ' images/s')} "
