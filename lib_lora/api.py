@@ -15,6 +15,7 @@ GET/POST    /lora-studio/v1/rescan                   scan status / start a resca
 GET/POST    /lora-studio/v1/jobs                     training jobs: list / create (when training exists)
 GET         /lora-studio/v1/jobs/{id}                one job's status and progress
 POST        /lora-studio/v1/jobs/{id}/cancel         cancel a job
+POST        /lora-studio/v1/jobs/{id}/resume         resume a cancelled or failed job (201, the new job)
 ==========  =======================================  ===================================================
 
 Security, as the WebUIs do it for their own API: routes an extension adds get no authentication, so
@@ -171,6 +172,7 @@ class _Context:
         self.cache = browse.catalog_cache_for(host)
         self._jobs = jobs
         self._jobs_error: str | None = None
+        self._service: Any = None
 
     def remote(self) -> bool:
         try:
@@ -233,61 +235,66 @@ class _Context:
             self._jobs = getter()
             return self._jobs
         try:
-            from lib_lora.train.jobs import JobManager
+            from lib_lora.train.service import job_manager_for
         except ImportError:
             raise _problem(501, "training is not available in this version of LoRA Studio") from None
-        key = os.fspath(self.host.data_dir())
-        manager = _MANAGERS.get(key)
-        if manager is None:
-            try:
-                manager = _MANAGERS[key] = JobManager(key)
-            except Exception as exc:
-                raise _problem(503, f"the training job manager cannot start: {exc}") from None
+        try:  # the process's one manager for this data folder, shared with the Train tab
+            manager = job_manager_for(self.host.data_dir())
+        except Exception as exc:
+            raise _problem(503, f"the training job manager cannot start: {exc}") from None
         self._jobs = manager
         return manager
 
-    def plan_job(self, body: JobRequest) -> tuple[Any, dict[str, Any], Any]:
-        """(JobSpec, meta, gpu ids) for a request, through the same check and plan as the CLI."""
-        from lib_lora.commands.train import default_sd_scripts_dir, default_trainer_python, detect_arch
-        from lib_lora.train.dataset import check_dataset
-        from lib_lora.train.plan import make_plan
+    def service(self) -> Any:
+        """The training service over :meth:`jobs` (installs finished LoRAs, holds the queue, frees VRAM)."""
+        if self._service is None:
+            from lib_lora.train.service import TrainingService, service_for
 
-        base_path = None
+            manager = self.jobs()
+            shared = service_for(self.host)
+            self._service = shared if shared.jobs is manager else TrainingService(self.host, manager)
+        return self._service
+
+    def job_json(self, record: Any) -> dict[str, Any]:
+        data = _json_ready(record)
+        try:
+            view = self.service().status(record.id)
+        except Exception:
+            return data
+        if isinstance(data, dict):
+            data["installed"] = view.installed.to_dict() if view.installed else None
+            data["install_error"] = view.install_error
+            data["resumable"] = view.resumable
+        return data
+
+    def start_job(self, body: JobRequest) -> str:
+        """Queue a training through the same check, plan and service as the Train tab; the job id."""
+        from lib_lora.train.service import TrainingRequest
+
+        known = False
         for ref in self.host.list_checkpoints():
             if body.base in (ref.title, ref.name) or body.base == ref.title.rsplit(" [", 1)[0]:
-                base_path = ref.path
+                known = True
                 break
-        if base_path is None:
+        if not known:
             raise _problem(404, f"unknown base checkpoint {body.base!r} (GET {PREFIX}/checkpoints lists them)")
         dataset = os.path.abspath(os.path.expanduser(body.dataset))
         if not os.path.isdir(dataset):
             raise _problem(404, f"dataset folder not found: {body.dataset}")
-        settings = self.host.settings()
-        arch, family, _how = detect_arch(base_path, None, None)
-        report = check_dataset(dataset, body.trigger, arch, body.caption_extension)
-        overrides = dict(body.options)
-        if body.steps:
-            overrides["steps"] = body.steps
-        plan = make_plan(
-            report,
-            base_path,
-            arch,
-            body.trigger,
-            body.preset,
-            None,
-            getattr(settings, "sd_scripts_path", "") or default_sd_scripts_dir(),
-            default_trainer_python(),
+        request = TrainingRequest(
+            folder=dataset,
+            trigger=body.trigger,
+            base=body.base,
+            preset=body.preset,
             kind=body.kind,
-            family=family,
-            overrides=overrides,
-            gpu_ids=body.gpu_ids,
+            steps=body.steps,
+            gpu_ids=tuple(body.gpu_ids) if body.gpu_ids else None,
             output_name=body.output_name,
+            caption_extension=body.caption_extension,
+            overrides=dict(body.options),
+            source="api",
         )
-        spec = plan.write_files(plan.job_dir)
-        return spec, {"plan": plan.to_dict(), "source": "api"}, plan.gpu_ids
-
-
-_MANAGERS: dict[str, Any] = {}
+        return str(self.service().start(request))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -445,7 +452,7 @@ def make_router(host: Any, *, jobs: Any = None) -> APIRouter:
     @router.get("/jobs", summary="Training jobs (newest first)")
     def list_jobs() -> Any:
         manager = ctx.jobs()
-        return {"jobs": [_json_ready(j) for j in manager.list()]}
+        return {"jobs": [ctx.job_json(j) for j in manager.list()]}
 
     @router.post("/jobs", status_code=201, summary="Check the dataset, plan and queue a training job")
     def create_job(body: JobRequest) -> Any:
@@ -455,11 +462,10 @@ def make_router(host: Any, *, jobs: Any = None) -> APIRouter:
                 raise _problem(422, f"{key} must not be empty")
         manager = ctx.jobs()
         try:
-            spec, meta, gpus = ctx.plan_job(body)
-            job_id = manager.submit(spec, meta, gpu_ids=gpus)
+            job_id = ctx.start_job(body)
         except LoraStudioError as exc:
             raise _problem(422, str(exc)) from None
-        return _json_ready(manager.get(job_id))
+        return ctx.job_json(manager.get(job_id))
 
     @router.get("/jobs/{job_id}", summary="One job's status and progress")
     def get_job(job_id: str) -> Any:
@@ -470,7 +476,7 @@ def make_router(host: Any, *, jobs: Any = None) -> APIRouter:
             job = manager.get(job_id)
         except (KeyError, LookupError, LoraStudioError):
             raise _problem(404, f"no job {job_id!r}") from None
-        return _json_ready(job)
+        return ctx.job_json(job)
 
     @router.post("/jobs/{job_id}/cancel", summary="Cancel a job (keeps its last periodic save)")
     def cancel_job(job_id: str) -> Any:
@@ -487,6 +493,22 @@ def make_router(host: Any, *, jobs: Any = None) -> APIRouter:
         except LoraStudioError as exc:
             raise _problem(409, str(exc)) from None
         return _json_ready(result) if result is not None else {"id": job_id, "cancelled": True}
+
+    @router.post("/jobs/{job_id}/resume", status_code=201, summary="Resume a cancelled or failed job")
+    def resume_job(job_id: str) -> Any:
+        ctx.refuse_remote("training")
+        if not job_id or len(job_id) > 200 or "/" in job_id or ".." in job_id:
+            raise _problem(400, "not a job id")
+        manager = ctx.jobs()
+        try:
+            manager.get(job_id)
+        except (KeyError, LookupError, LoraStudioError):
+            raise _problem(404, f"no job {job_id!r}") from None
+        try:
+            new_id = ctx.service().resume(job_id)
+        except LoraStudioError as exc:
+            raise _problem(409, str(exc)) from None
+        return ctx.job_json(manager.get(new_id))
 
     return router
 

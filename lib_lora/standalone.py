@@ -220,19 +220,16 @@ def _selected_title(host: StandaloneHost) -> str | None:
 
 
 def _train_tab(host: StandaloneHost) -> None:
-    """The Train tab from ``lib_lora.ui.train`` when it exists (its builder takes the host)."""
+    """The Train tab (:mod:`lib_lora.ui.train_tab`) over the process's one training service."""
     import gradio as gr
 
     try:
-        from lib_lora.ui import train as train_ui  # type: ignore[attr-defined]
-    except ImportError:
-        gr.HTML('<div class="lss-empty">Training is not available in this version of LoRA Studio.</div>')
+        from lib_lora.train.service import service_for
+        from lib_lora.ui.train_tab import build_train_tab
+    except ImportError as exc:
+        gr.HTML(f'<div class="lss-empty">Training is not available in this version of LoRA Studio ({exc}).</div>')
         return
-    builder = getattr(train_ui, "build_train_tab", None) or getattr(train_ui, "build", None)
-    if builder is None:
-        gr.HTML('<div class="lss-empty">Training is not available in this version of LoRA Studio.</div>')
-        return
-    builder(host)
+    build_train_tab(host, service_for(host))
 
 
 def create_app(
@@ -274,7 +271,7 @@ def create_app(
     threading.Thread(target=_warm, args=(host,), name="lora-studio-warm", daemon=True).start()
 
     app = FastAPI(title="LoRA Studio", version=_version(), description="LoRA Studio standalone app and HTTP API")
-    api.install(app, host)
+    api.install(app, host, jobs=_training_jobs(host))
 
     @app.get(STATIC_PREFIX + "/{name}", include_in_schema=False)
     def static(name: str) -> Any:
@@ -288,6 +285,17 @@ def create_app(
     app = cg.mount(app, blocks, "/")
     asgi = _InjectAssets(app, _asset_snippet())
     return App(asgi=asgi, fastapi=app, host=host, blocks=blocks, folders=folders)
+
+
+def _training_jobs(host: StandaloneHost) -> Any:
+    """The training service's job manager (shared by the API and the Train tab), or None."""
+    try:
+        from lib_lora.train.service import service_for
+
+        return service_for(host).jobs
+    except Exception as exc:  # the API then makes its own manager or answers 501/503
+        log.warning("LoRA Studio: training jobs are not available: %s", exc)
+        return None
 
 
 def _warm(host: StandaloneHost) -> None:
