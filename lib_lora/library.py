@@ -1342,6 +1342,11 @@ def _read_many(found: Sequence[_Found], fingerprint: str, workers: int) -> Itera
 
 def _read_worker() -> None:
     """Entry point of a reader process: a JSON job on stdin, one JSON row per line on stdout."""
+    import gc
+
+    # Parsed headers are acyclic trees freed by reference counting; the cycle collector would only
+    # re-walk thousands of live tensor entries per file. This process lives for one job.
+    gc.disable()
     job = json.loads(sys.stdin.buffer.read())
     fingerprint = job["fingerprint"]
     listings: dict[str, dict[str, str]] = {}
