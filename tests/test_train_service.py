@@ -515,3 +515,18 @@ def test_one_service_and_one_job_manager_per_data_folder(tmp_path):
         assert second is not first and second.jobs is first.jobs and first._closed
     finally:
         service_module.reset_for_tests()
+
+
+def test_gpus_come_from_nvidia_smi(tmp_path):
+    from lib_lora.train.service import GpuInfo, list_gpus
+
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\nprintf '0, NVIDIA H100 80GB HBM3, 81559, 80000\\n1, NVIDIA H100 80GB HBM3, 81559, 1024\\n'\n")
+    fake.chmod(0o755)
+    gpus = list_gpus(str(fake))
+    assert gpus == [GpuInfo(0, "NVIDIA H100 80GB HBM3", 81559, 80000), GpuInfo(1, "NVIDIA H100 80GB HBM3", 81559, 1024)]
+    assert gpus[0].label() == "0: NVIDIA H100 80GB HBM3, 78.1 of 80 GiB free"
+    broken = tmp_path / "broken-smi"
+    broken.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+    broken.chmod(0o755)
+    assert list_gpus(str(broken)) == [] and list_gpus(str(tmp_path / "none")) == []

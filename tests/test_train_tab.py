@@ -123,6 +123,15 @@ def test_report_html(tmp_path):
     assert render_report_html(None) == ""
 
 
+def test_gpus_html():
+    from lib_lora.train.service import GpuInfo
+    from lib_lora.ui.train_tab import render_gpus_html
+
+    two = render_gpus_html([GpuInfo(0, "H100", 81559, 80000), GpuInfo(1, "H100 <x>", 81559, 1024)])
+    assert "0: H100, 78.1 of 80 GiB free" in two and "--multi_gpu" in two and "&lt;x&gt;" in two
+    assert "No NVIDIA GPU" in render_gpus_html([])
+
+
 def test_env_html():
     from lib_lora.train.environment import EnvStatus
 

@@ -1151,6 +1151,52 @@ def reset_for_tests() -> None:
         m.close()
 
 
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    name: str
+    memory_total_mib: int | None = None
+    memory_free_mib: int | None = None
+
+    def label(self) -> str:
+        free = f", {self.memory_free_mib / 1024:.1f} of {self.memory_total_mib / 1024:.0f} GiB free" if (
+            self.memory_free_mib is not None and self.memory_total_mib) else ""
+        return f"{self.index}: {self.name}{free}"
+
+
+def list_gpus(nvidia_smi: str = "nvidia-smi", timeout: float = 10.0) -> list[GpuInfo]:
+    """The NVIDIA GPUs ``nvidia-smi`` sees (empty without the tool or a GPU). Never imports torch."""
+    import subprocess
+
+    exe = shutil.which(nvidia_smi)
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=index,name,memory.total,memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if out.returncode != 0:
+        return []
+    gpus: list[GpuInfo] = []
+    for line in out.stdout.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 2 or not parts[0].isdigit():
+            continue
+
+        def mib(text: str) -> int | None:
+            try:
+                return int(float(text))
+            except ValueError:
+                return None
+
+        gpus.append(GpuInfo(int(parts[0]), parts[1], mib(parts[2]) if len(parts) > 2 else None,
+                            mib(parts[3]) if len(parts) > 3 else None))
+    return gpus
+
+
 def request_from_mapping(data: Mapping[str, Any]) -> TrainingRequest:
     """A :class:`TrainingRequest` from plain data (API bodies, saved forms); unknown keys are refused."""
     names = {f.name for f in dataclasses.fields(TrainingRequest)}
@@ -1183,11 +1229,13 @@ def parse_gpu_ids(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
 
 __all__ = [
     "DEFAULT_PREFERRED_WEIGHT",
+    "GpuInfo",
     "InstalledLora",
     "JobView",
     "TrainingRequest",
     "TrainingService",
     "job_manager_for",
+    "list_gpus",
     "parse_gpu_ids",
     "pick_preview_sample",
     "request_from_mapping",

@@ -34,6 +34,7 @@ from lib_lora.train.service import (
     JobView,
     TrainingRequest,
     TrainingService,
+    list_gpus,
     parse_gpu_ids,
     service_for,
 )
@@ -304,6 +305,16 @@ def render_report_html(report: DatasetReport | None, max_rows: int = 150) -> str
         )
     parts.append("</div>")
     return "".join(parts)
+
+
+def render_gpus_html(gpus: Sequence[Any]) -> str:
+    """The GPUs training can use, and how to pick several."""
+    if not gpus:
+        return ('<div class="lst-gpus" style="font-size:.85em;opacity:.8">No NVIDIA GPU found by nvidia-smi: '
+                "the trainer uses whatever device torch finds.</div>")
+    items = "; ".join(esc(g.label()) for g in gpus)
+    multi = " Several GPUs (e.g. 0,1) train with one process each (accelerate --multi_gpu)." if len(gpus) > 1 else ""
+    return f'<div class="lst-gpus" style="font-size:.85em;opacity:.8">GPUs: {items}.{esc(multi)}</div>'
 
 
 def render_env_html(status: Any, sd_scripts: str | None = None, sd_error: str | None = None,
@@ -740,6 +751,7 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
                                                    elem_id=TAB_ID + "_output_name")
                         c["arch"] = cg.make(gr.Dropdown, label="Base architecture", choices=list(ARCH_CHOICES),
                                             value=ARCH_AUTO, elem_id=TAB_ID + "_arch")
+                    c["gpu_info"] = cg.make(gr.HTML, value=render_gpus_html(list_gpus()), elem_id=TAB_ID + "_gpu_info")
                     c["weight"] = cg.make(gr.Slider, label="Preferred weight written to the sidecar", minimum=0.1,
                                           maximum=1.5, step=0.05, value=DEFAULT_PREFERRED_WEIGHT,
                                           elem_id=TAB_ID + "_weight")
@@ -847,6 +859,7 @@ __all__ = [
     "on_load",
     "poll_every",
     "render_env_html",
+    "render_gpus_html",
     "render_history_html",
     "render_loss_svg",
     "render_progress_html",
