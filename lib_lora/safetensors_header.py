@@ -144,39 +144,69 @@ def parse_header_bytes(
 
     metadata = _metadata(obj.pop("__metadata__", None), path)
     data_len = None if file_size is None else file_size - 8 - n
+    limit = data_len if data_len is not None else float("inf")
     tensors: dict[str, TensorInfo] = {}
-    bits_of = DTYPE_BITS
+    # Fast path: a LoRA has thousands of tensors but only a few distinct (dtype, shape) pairs, so each
+    # pair is validated once and cached with its byte size and a canonical (dtype, shape) tuple that all
+    # its tensors share. (A later [1.0] or [true] dimension compares equal to a validated [1] and is
+    # stored as that canonical int shape.) Anything unusual goes to _entry(), which re-checks the entry
+    # field by field and raises the specific error.
+    seen: dict[tuple[Any, tuple[Any, ...]], tuple[int, TensorInfo]] = {}
     for name, entry in obj.items():
-        if type(entry) is not dict:
-            raise _err(path, f"tensor {name!r}: entry is not an object")
-        dtype = entry.get("dtype")
-        shape = entry.get("shape")
-        offsets = entry.get("data_offsets")
-        bits = bits_of.get(dtype) if type(dtype) is str else None
-        if bits is None:
-            raise _err(path, f"tensor {name!r}: unknown dtype {dtype!r}")
-        if type(shape) is not list:
-            raise _err(path, f"tensor {name!r}: shape is not a list")
-        numel = 1
-        for dim in shape:
-            if type(dim) is not int or dim < 0:
-                raise _err(path, f"tensor {name!r}: bad shape {shape!r}")
-            numel *= dim
-        if type(offsets) is not list or len(offsets) != 2:
-            raise _err(path, f"tensor {name!r}: data_offsets must be [begin, end]")
-        begin, end = offsets
-        if type(begin) is not int or type(end) is not int or not 0 <= begin <= end:
-            raise _err(path, f"tensor {name!r}: bad data_offsets {offsets!r}")
-        nbits = numel * bits
-        if nbits % 8 or end - begin != nbits // 8:
-            raise _err(
-                path,
-                f"tensor {name!r}: data_offsets span {end - begin} bytes but {dtype} {shape} needs {nbits / 8:g}",
-            )
-        if data_len is not None and end > data_len:
-            raise _err(path, f"tensor {name!r}: data ends at byte {end}, past the end of the file (truncated?)")
-        tensors[name] = (str(dtype), tuple(shape))
+        try:
+            if type(entry) is not dict or type(entry["shape"]) is not list:
+                raise TypeError
+            key = (entry["dtype"], tuple(entry["shape"]))
+            known = seen.get(key)
+            if known is None:
+                known = seen[key] = (_nbytes(name, entry, path), (key[0], key[1]))
+            nbytes, info = known
+            begin, end = entry["data_offsets"]
+            ok = type(begin) is int and type(end) is int and 0 <= begin and end - begin == nbytes and end <= limit
+        except (TypeError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            info = _entry(name, entry, data_len, path)
+        tensors[name] = info
     return Header(tensors=tensors, metadata=metadata, header_size=n, file_size=file_size or 8 + n)
+
+
+def _nbytes(name: str, entry: dict[str, Any], path: str | os.PathLike[str] | None) -> int:
+    """Byte size of a (dtype, shape) pair; raises HeaderError for a bad dtype or shape."""
+    dtype, shape = entry.get("dtype"), entry.get("shape")
+    bits = DTYPE_BITS.get(dtype) if type(dtype) is str else None
+    if bits is None:
+        raise _err(path, f"tensor {name!r}: unknown dtype {dtype!r}")
+    if type(shape) is not list:
+        raise _err(path, f"tensor {name!r}: shape is not a list")
+    numel = 1
+    for dim in shape:
+        if type(dim) is not int or dim < 0:
+            raise _err(path, f"tensor {name!r}: bad shape {shape!r}")
+        numel *= dim
+    nbits = numel * bits
+    if nbits % 8:
+        raise _err(path, f"tensor {name!r}: {dtype} {shape} needs {nbits / 8:g} bytes, not a whole number")
+    return nbits // 8
+
+
+def _entry(name: str, entry: Any, data_len: int | None, path: str | os.PathLike[str] | None) -> TensorInfo:
+    """Validate one tensor entry field by field, raising the specific HeaderError."""
+    if type(entry) is not dict:
+        raise _err(path, f"tensor {name!r}: entry is not an object")
+    nbytes = _nbytes(name, entry, path)
+    offsets = entry.get("data_offsets")
+    if type(offsets) is not list or len(offsets) != 2:
+        raise _err(path, f"tensor {name!r}: data_offsets must be [begin, end]")
+    begin, end = offsets
+    if type(begin) is not int or type(end) is not int or not 0 <= begin <= end:
+        raise _err(path, f"tensor {name!r}: bad data_offsets {offsets!r}")
+    if end - begin != nbytes:
+        raise _err(path, f"tensor {name!r}: data_offsets span {end - begin} bytes but "
+                         f"{entry['dtype']} {entry['shape']} needs {nbytes}")
+    if data_len is not None and end > data_len:
+        raise _err(path, f"tensor {name!r}: data ends at byte {end}, past the end of the file (truncated?)")
+    return (entry["dtype"], tuple(entry["shape"]))
 
 
 def _metadata(raw: Any, path: str | os.PathLike[str] | None) -> dict[str, str]:

@@ -215,3 +215,19 @@ def test_never_allocates_beyond_the_cap(tmp_path: Path) -> None:
     small = _file(tmp_path, {"__metadata__": {"a": "b" * 100}})
     with pytest.raises(HeaderError, match="exceeds the 64-byte limit"):
         read_header(small, max_header_bytes=64)
+
+
+def test_shapes_are_canonical_int_tuples_shared_between_tensors(tmp_path: Path) -> None:
+    header = {
+        "a": {"dtype": "F16", "shape": [2, 1], "data_offsets": [0, 4]},
+        "b": {"dtype": "F16", "shape": [2, 1.0], "data_offsets": [4, 8]},
+        "c": {"dtype": "F16", "shape": [2, 1], "data_offsets": [8, 12]},
+    }
+    h = read_header(_file(tmp_path, header, b"\0" * 12))
+    assert {k: v for k, v in h.tensors.items()} == {k: ("F16", (2, 1)) for k in "abc"}
+    assert all(type(d) is int for _, shape in h.tensors.values() for d in shape)
+    assert h.tensors["a"] is h.tensors["c"]
+    # The same pair with wrong offsets still gets the specific message.
+    header["c"]["data_offsets"] = [8, 14]
+    with pytest.raises(HeaderError, match="tensor 'c': data_offsets span 6 bytes but F16 \\[2, 1\\] needs 4"):
+        read_header(_file(tmp_path, header, b"\0" * 14))
