@@ -340,7 +340,7 @@ def sd_scripts_commit(sd_scripts: str) -> str:
     try:
         out = subprocess.run(["git", "-C", sd_scripts, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              timeout=20)  # fmt: skip
-        return out.stdout.strip() or "unknown"
+        return out.stdout.strip() or "commit unknown (not a git checkout)"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
