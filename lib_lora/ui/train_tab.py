@@ -43,8 +43,17 @@ TAB_ID = "lora_studio_train"
 ARCH_AUTO = "auto (from the checkpoint)"
 ARCH_CHOICES = (ARCH_AUTO, "sd1", "sdxl", "flux1")
 POLL_SECONDS = 1.0
-LOG_LINES = 80
+LOG_LINES = 30
 HISTORY_ROWS = 50
+#: gradio 3 outlines every output of a running event, even with show_progress="hidden": the polled
+#: components would blink once a second. Scoped to this tab; gradio 4 does not do it.
+TAB_STYLE = (
+    "<style>"
+    f"#{TAB_ID}_root .wrap.hide.generating, #{TAB_ID}_root .wrap.hidden.generating"
+    "{border:none!important;animation:none!important;box-shadow:none!important}"
+    f"#{TAB_ID}_root .lst-history{{overflow-x:auto}}"
+    "</style>"
+)
 GALLERY_THUMB = 384
 PRESET_HELP = {
     "default": "the community recipe: batch 2, lr 1e-4, dim 32/alpha 16, each image seen ~90 times",
@@ -563,11 +572,21 @@ class TrainTabController:
             sd_dir = self.service.sd_scripts_dir()
         except LoraStudioError as exc:
             sd_error = str(exc)
-        try:
-            status = self.service.environment_status()
-        except Exception as exc:
-            from lib_lora.train.environment import EnvStatus
+        from lib_lora.train.environment import EnvStatus
 
+        status: Any
+        try:
+            python = self.service.trainer_python()
+            own = os.fspath(self.service.environment().python)
+            if os.path.abspath(python) != os.path.abspath(own):  # $TRAINER_PYTHON or the caller's choice
+                if os.path.isfile(python) or not os.path.isabs(python):
+                    status = EnvStatus("ready", "", python, message=f"Using the trainer Python {python} (TRAINER_PYTHON); "
+                                       "'Set up trainer' would install LoRA Studio's own environment instead.")
+                else:
+                    status = EnvStatus("missing", "", None, message=f"The trainer Python {python} does not exist.")
+            else:
+                status = self.service.environment_status()
+        except Exception as exc:
             status = EnvStatus("incomplete", "", None, message=f"cannot check the trainer: {exc}.")
         text = render_env_html(status, sd_dir, sd_error)
         with self._env_lock:
@@ -703,6 +722,7 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
     c: dict[str, Any] = {}
 
     with gr.Column(elem_id=TAB_ID + "_root"):
+        cg.make(gr.HTML, value=TAB_STYLE, elem_id=TAB_ID + "_style")
         if remote:
             cg.make(gr.HTML, value=render_env_html(None, remote=True))
         with gr.Row():
@@ -712,7 +732,7 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
                                  elem_id=TAB_ID + "_setup")
             c["env_refresh"] = cg.make(gr.Button, value="Check trainer again", elem_id=TAB_ID + "_env_refresh")
         c["setup_log"] = cg.make(gr.Textbox, label="Trainer installation", lines=6, max_lines=12,
-                                 interactive=False, visible=True, elem_id=TAB_ID + "_setup_log")
+                                 interactive=False, visible=False, elem_id=TAB_ID + "_setup_log")
         with gr.Row():
             with gr.Column(scale=1):
                 c["folder"] = cg.make(gr.Textbox, label="Training images folder", elem_id=TAB_ID + "_folder",
@@ -722,8 +742,9 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
                 with gr.Row():
                     c["base"] = cg.make(gr.Dropdown, label="Base checkpoint", choices=titles,
                                         value=ctl.default_checkpoint(), elem_id=TAB_ID + "_base",
-                                        interactive=not remote, allow_custom_value=False)
-                    c["base_refresh"] = cg.make(gr.Button, value="🔄", elem_id=TAB_ID + "_base_refresh")
+                                        interactive=not remote, allow_custom_value=False, scale=8)
+                    c["base_refresh"] = cg.make(gr.Button, value="Refresh list", elem_id=TAB_ID + "_base_refresh",
+                                                scale=1, min_width=90, size="sm")
                 with gr.Row():
                     c["preset"] = cg.make(gr.Radio, label="Preset", choices=list(PRESET_NAMES), value="default",
                                           elem_id=TAB_ID + "_preset", info="; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()))
@@ -781,7 +802,7 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
                 c["loss"] = cg.make(gr.HTML, value=render_loss_svg(()), elem_id=TAB_ID + "_loss")
                 c["gallery"] = cg.make(gr.Gallery, label="Sample images", columns=5, height=260, object_fit="contain",
                                        elem_id=TAB_ID + "_gallery", show_label=True)
-                c["log"] = cg.make(gr.Textbox, label="Log", lines=10, max_lines=10, interactive=False,
+                c["log"] = cg.make(gr.Textbox, label="Log (last lines)", lines=10, max_lines=LOG_LINES, interactive=False,
                                    elem_id=TAB_ID + "_log", autoscroll=True)
                 ids = [v.id for v in svc.history()]
                 c["job"] = cg.make(gr.Dropdown, label="Show job", choices=ids, value=None, allow_custom_value=True,
@@ -840,7 +861,11 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
         return cg.update(choices=ctl.checkpoint_titles())
 
     c["base_refresh"].click(refresh_checkpoints, inputs=[], outputs=[c["base"]])
-    c["setup"].click(ctl.setup_trainer, inputs=[], outputs=[c["setup_log"], c["env"]])
+    def setup() -> Iterator[tuple[Any, str]]:
+        for log_text, env_html in ctl.setup_trainer():
+            yield cg.update(value=log_text, visible=True), env_html
+
+    c["setup"].click(setup, inputs=[], outputs=[c["setup_log"], c["env"]])
     c["env_refresh"].click(lambda: ctl.env_html(refresh=True), inputs=[], outputs=[c["env"]])
     on_load(lambda: ctl.env_html(), inputs=[], outputs=[c["env"]])
     on_load(refresh, inputs=[c["job"], c["seen"]], outputs=live)
