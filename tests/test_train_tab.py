@@ -132,6 +132,11 @@ def test_gpus_html():
     assert "No NVIDIA GPU" in render_gpus_html([])
 
 
+def test_env_html_names_an_outside_trainer_python(world):
+    ctl = TrainTabController(world.service)
+    assert "Using the trainer Python" in ctl.env_html() and str(world.py) in ctl.env_html(refresh=True)
+
+
 def test_env_html():
     from lib_lora.train.environment import EnvStatus
 
@@ -245,6 +250,7 @@ def test_setup_trainer_streams_progress(world, monkeypatch):
         return EnvStatus("ready", "/v", "/v/bin/python")
 
     monkeypatch.setattr(world.service, "setup_environment", fake_setup)
+    monkeypatch.setattr(world.service, "trainer_python", lambda: str(world.service.environment().python))
     monkeypatch.setattr(world.service, "environment_status",
                         lambda: EnvStatus("ready", "/v", "/v/bin/python", message="Ready: torch 2.7"))
     outputs = list(TrainTabController(world.service).setup_trainer())
