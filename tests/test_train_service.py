@@ -530,3 +530,13 @@ def test_gpus_come_from_nvidia_smi(tmp_path):
     broken.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
     broken.chmod(0o755)
     assert list_gpus(str(broken)) == [] and list_gpus(str(tmp_path / "none")) == []
+
+
+def test_when_the_generation_queue_is_held(world):
+    wants = world.service._wants_queue
+    assert wants(world.request()) is True  # a WebUI, VRAM freed
+    assert wants(world.request(free_vram=False)) is True  # same GPU as the WebUI
+    assert wants(world.request(free_vram=False, gpu_ids=(1,))) is False  # another GPU: generation goes on
+    assert wants(world.request(free_vram=False, gpu_ids=(1,), hold_queue=True)) is True
+    world.host.kind = "standalone"
+    assert wants(world.request()) is False

@@ -106,7 +106,7 @@ class TrainingRequest:
     arch: str | None = None  # "sd1" | "sdxl" | "flux1" when the header cannot tell
     family: str | None = None  # "pony", "illustrious" …
     free_vram: bool = True  # move the WebUI's checkpoint out of GPU memory while training
-    hold_queue: bool | None = None  # hold the generation queue (None: in a WebUI, yes)
+    hold_queue: bool | None = None  # hold the generation queue (None: in a WebUI, unless on other GPUs only)
     preferred_weight: float = DEFAULT_PREFERRED_WEIGHT
     free_vram_bytes: int | None = None  # for the fast preset's batch (None: ask nvidia-smi)
     overrides: Mapping[str, Any] = field(default_factory=dict)  # further make_plan overrides
@@ -649,9 +649,13 @@ class TrainingService:
         return job_id
 
     def _wants_queue(self, request: TrainingRequest) -> bool:
+        """Hold the generation queue? The request's choice; else in a WebUI yes — unless the model stays
+        on the GPU and the training runs only on other GPUs than the first (the WebUI's usual one)."""
         if request.hold_queue is not None:
             return request.hold_queue
-        return getattr(self.host, "kind", "standalone") != "standalone"
+        if getattr(self.host, "kind", "standalone") == "standalone":
+            return False
+        return request.free_vram or not request.gpu_ids or 0 in request.gpu_ids
 
     def _check_trainer(self, plan: TrainingPlan) -> None:
         if not os.path.isfile(plan.script_path):
