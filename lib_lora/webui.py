@@ -34,6 +34,7 @@ import os
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +138,23 @@ class WebUIHost:
             path = base / "lora-studio"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def preview_url(self, path: str) -> str | None:
+        """The WebUI's own thumbnail route for a preview inside the folders its Lora page registers
+        (``--lora-dir``), so the image loads in the browser under the UI's login; None elsewhere (the
+        panel then uses LoRA Studio's API route)."""
+        try:
+            cmd = _cmd_opts()
+            allowed = [Path(d).absolute() for d in (getattr(cmd, "lora_dir", None),
+                                                    getattr(cmd, "lyco_dir_backcompat", None)) if d]
+            target = Path(path).absolute()
+            if not any(root in target.parents for root in allowed):
+                return None
+            mtime = int(target.stat().st_mtime)
+        except Exception:
+            return None
+        quoted = urllib.parse.quote(str(target), safe="")
+        return f"./sd_extra_networks/thumb?filename={quoted}&mtime={mtime}"
 
     def lora_roots(self) -> list[Path]:
         roots: list[Path] = []

@@ -445,3 +445,31 @@ def test_hires_checkpoint_of_its_own_is_what_hires_loras_are_checked_against(web
     p_kwargs = dict(enable_hr=True, hr_prompt="<lora:myxl_style:0.5> x")
     processed = webui.txt2img("<lora:zk_alice:0.5> x", **p_kwargs, hr_checkpoint_name="sdxl.safetensors")
     assert not any("myxl_style" in c for c in processed.p.comments)
+
+
+def test_previews_in_the_lora_folder_use_the_webuis_thumbnail_route(webui: StandinWebUI, tmp_path: Path) -> None:
+    import urllib.parse
+
+    from lib_lora import webui as glue
+    from lib_lora.ui.browser import preview_url_for
+
+    preview = webui.lora_dir / "zk_alice.png"
+    preview.write_bytes(b"\x89PNG\r\n\x1a\n")
+    url = glue.host().preview_url(str(preview))
+    assert url is not None and url.startswith("./sd_extra_networks/thumb?filename=")
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    assert Path(query["filename"][0]) == preview.absolute()
+    # Outside the folders the WebUI serves previews from: the panel falls back to LoRA Studio's own route.
+    outside = tmp_path / "elsewhere.png"
+    outside.write_bytes(b"x")
+    assert glue.host().preview_url(str(outside)) is None
+
+    class Card:
+        name, mtime = "extra/x", 5.0
+
+        def __init__(self, preview: str) -> None:
+            self.preview = preview
+
+    to_url = preview_url_for(glue.host())
+    assert to_url(Card(str(preview))) == url  # type: ignore[arg-type]
+    assert to_url(Card(str(outside))) == "lora-studio/v1/previews/extra/x?v=5"  # type: ignore[arg-type]

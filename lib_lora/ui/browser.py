@@ -61,9 +61,10 @@ def preview_url_for(host: Any) -> Callable[[browse.Card], str | None]:
             if not card.preview:
                 return None
             try:
-                return fn(card.preview)
+                url = fn(card.preview)
             except Exception:
-                return None
+                url = None
+            return url or default_preview_url(card)
 
         return from_host
     return default_preview_url
