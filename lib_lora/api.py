@@ -255,6 +255,15 @@ class _Context:
             self._service = shared if shared.jobs is manager else TrainingService(self.host, manager)
         return self._service
 
+    def job(self, job_id: str) -> Any:
+        """The job record of ``job_id``: 400 for a malformed id, 404 for an unknown one."""
+        if not job_id or len(job_id) > 200 or "/" in job_id or ".." in job_id:
+            raise _problem(400, "not a job id")
+        try:
+            return self.jobs().get(job_id)
+        except (KeyError, LookupError, LoraStudioError):
+            raise _problem(404, f"no job {job_id!r}") from None
+
     def job_json(self, record: Any) -> dict[str, Any]:
         data = _json_ready(record)
         try:
@@ -469,27 +478,14 @@ def make_router(host: Any, *, jobs: Any = None) -> APIRouter:
 
     @router.get("/jobs/{job_id}", summary="One job's status and progress")
     def get_job(job_id: str) -> Any:
-        if not job_id or len(job_id) > 200 or "/" in job_id or ".." in job_id:
-            raise _problem(400, "not a job id")
-        manager = ctx.jobs()
-        try:
-            job = manager.get(job_id)
-        except (KeyError, LookupError, LoraStudioError):
-            raise _problem(404, f"no job {job_id!r}") from None
-        return ctx.job_json(job)
+        return ctx.job_json(ctx.job(job_id))
 
     @router.post("/jobs/{job_id}/cancel", summary="Cancel a job (keeps its last periodic save)")
     def cancel_job(job_id: str) -> Any:
         ctx.refuse_remote("cancelling training")
-        if not job_id or len(job_id) > 200 or "/" in job_id or ".." in job_id:
-            raise _problem(400, "not a job id")
-        manager = ctx.jobs()
+        ctx.job(job_id)
         try:
-            manager.get(job_id)
-        except (KeyError, LookupError, LoraStudioError):
-            raise _problem(404, f"no job {job_id!r}") from None
-        try:
-            result = manager.cancel(job_id)
+            result = ctx.jobs().cancel(job_id)
         except LoraStudioError as exc:
             raise _problem(409, str(exc)) from None
         return _json_ready(result) if result is not None else {"id": job_id, "cancelled": True}
@@ -497,18 +493,12 @@ def make_router(host: Any, *, jobs: Any = None) -> APIRouter:
     @router.post("/jobs/{job_id}/resume", status_code=201, summary="Resume a cancelled or failed job")
     def resume_job(job_id: str) -> Any:
         ctx.refuse_remote("training")
-        if not job_id or len(job_id) > 200 or "/" in job_id or ".." in job_id:
-            raise _problem(400, "not a job id")
-        manager = ctx.jobs()
-        try:
-            manager.get(job_id)
-        except (KeyError, LookupError, LoraStudioError):
-            raise _problem(404, f"no job {job_id!r}") from None
+        ctx.job(job_id)
         try:
             new_id = ctx.service().resume(job_id)
         except LoraStudioError as exc:
             raise _problem(409, str(exc)) from None
-        return ctx.job_json(manager.get(new_id))
+        return ctx.job_json(ctx.jobs().get(new_id))
 
     return router
 
