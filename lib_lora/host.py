@@ -413,7 +413,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class StandaloneHost:
+class KeptLibrary:
+    """The library part of a Host, over a :class:`LibraryKeeper` in ``self._keeper``."""
+
+    _keeper: LibraryKeeper
+
+    def library(self) -> Library:
+        return self._keeper.library()
+
+    def rescan(self, *, wait: bool = False) -> ScanStatus:
+        return self._keeper.scan(wait=wait)
+
+    def scan_status(self) -> ScanStatus:
+        return self._keeper.status()
+
+
+class StandaloneHost(KeptLibrary):
     """The host without a WebUI: LoRA folders and checkpoint folders given by the caller, settings in
     ``<data_dir>/settings.json``, the checkpoint "selected" by :meth:`select_checkpoint`."""
 
@@ -480,16 +495,6 @@ class StandaloneHost:
             tmp.write_text(json.dumps(new.to_mapping(), indent=2, ensure_ascii=False), encoding="utf-8")
             os.replace(tmp, path)
             return new
-
-    # -- library
-    def library(self) -> Library:
-        return self._keeper.library()
-
-    def rescan(self, *, wait: bool = False) -> ScanStatus:
-        return self._keeper.scan(wait=wait)
-
-    def scan_status(self) -> ScanStatus:
-        return self._keeper.status()
 
     # -- checkpoints
     def list_checkpoints(self) -> list[CheckpointRef]:

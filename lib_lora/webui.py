@@ -38,13 +38,14 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lib_lora import settings as settings_mod
 from lib_lora.architecture import Detection
 from lib_lora.host import (
     CheckpointDetector,
     CheckpointRef,
+    KeptLibrary,
     LibraryKeeper,
     ScanStatus,
     VramToken,
@@ -52,9 +53,6 @@ from lib_lora.host import (
     parse_credentials,
 )
 from lib_lora.settings import SCHEMA, Settings
-
-if TYPE_CHECKING:
-    from lib_lora.library import Library
 
 log = logging.getLogger("lora_studio")
 
@@ -116,7 +114,7 @@ def _opt(key: str, default: Any = None) -> Any:
 # the Host implementation
 
 
-class WebUIHost:
+class WebUIHost(KeptLibrary):
     """:class:`lib_lora.host.Host` over A1111 / Forge. One per process (see :func:`host`)."""
 
     def __init__(self) -> None:
@@ -200,16 +198,7 @@ class WebUIHost:
             opts.save(_m("modules.shared").config_filename)
         return new
 
-    # -- library
-    def library(self) -> Library:
-        return self._keeper.library()
-
-    def rescan(self, *, wait: bool = False) -> ScanStatus:
-        return self._keeper.scan(wait=wait)
-
-    def scan_status(self) -> ScanStatus:
-        return self._keeper.status()
-
+    # -- library (library, rescan, scan_status: KeptLibrary)
     def wait_for_scan(self, timeout: float) -> ScanStatus:
         """Block until the current scan ends or ``timeout`` seconds pass (starts the first scan if needed)."""
         status = self._keeper.status()
