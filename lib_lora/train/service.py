@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
 RESULT_CLAIM = "result.claim"
 TRAINING_DIR = "training"
+TOKENIZER_DIR = "tokenizers"  # <data_dir>/tokenizers/openai_clip-vit-large-patch14 … (--tokenizer_cache_dir)
 DEFAULT_PREFERRED_WEIGHT = 0.8
 #: how long :meth:`TrainingService.start` waits for the WebUI to finish generating before refusing
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -109,6 +110,8 @@ class TrainingRequest:
     hold_queue: bool | None = None  # hold the generation queue (None: in a WebUI, unless on other GPUs only)
     preferred_weight: float = DEFAULT_PREFERRED_WEIGHT
     free_vram_bytes: int | None = None  # for the fast preset's batch (None: ask nvidia-smi)
+    tokenizer_cache_dir: str | None = None  # None: <data_dir>/tokenizers when it exists (offline runs)
+    offline: bool | None = None  # no Hugging Face hub access (None: $HF_HUB_OFFLINE)
     overrides: Mapping[str, Any] = field(default_factory=dict)  # further make_plan overrides
     extra_args: tuple[str, ...] = ()  # further sd-scripts options (checked against the option table)
     source: str = "tab"  # who asked: "tab" | "api" | …
@@ -616,9 +619,19 @@ class TrainingService:
             output_name=name,
             free_vram_bytes=free_vram_bytes,
             extra_args=request.extra_args,
-            offline=os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"),
+            tokenizer_cache_dir=self._tokenizer_cache(request),
+            offline=request.offline if request.offline is not None
+            else os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"),
         )
         return plan, report, ckpt_name
+
+    def _tokenizer_cache(self, request: TrainingRequest) -> str | None:
+        """The request's tokenizer cache (a real folder), else ``<data_dir>/tokenizers`` when present:
+        sd-scripts otherwise fetches its CLIP tokenizers from the hub even for a local checkpoint."""
+        if request.tokenizer_cache_dir:
+            return validate_folder(request.tokenizer_cache_dir, "tokenizer cache folder")
+        default = os.path.join(os.fspath(self.host.data_dir()), TOKENIZER_DIR)
+        return default if os.path.isdir(default) else None
 
     # ----------------------------------------------------------------------------- start
 

@@ -1,0 +1,70 @@
+"""Opt-in: the real kohya sd-scripts on the CPU at 64 px through the TrainingService — the way the Train tab
+starts it — to a LoRA installed in the LoRA folder with its sidecar and a preview from a real sample image,
+found by the library as an SD1 LoRA with its trigger word.
+
+Runs only when ``SD_SCRIPTS_DIR`` and ``TRAINER_PYTHON`` are set (see tests/test_trainer_real.py); the
+random-weight checkpoint is cached in ``$LORA_STUDIO_TEST_CACHE`` when set. A few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from lib_lora.host import StandaloneHost
+from lib_lora.safetensors_header import read_header
+from lib_lora.train.jobs import JobManager
+from lib_lora.train.service import TOKENIZER_DIR, TrainingRequest, TrainingService
+
+pytestmark = [pytest.mark.trainer, pytest.mark.slow]
+
+SD_SCRIPTS = os.environ.get("SD_SCRIPTS_DIR", "").strip()
+TRAINER_PY = os.environ.get("TRAINER_PYTHON", "").strip()
+if not (SD_SCRIPTS and TRAINER_PY):
+    pytest.skip("real-trainer suite: set SD_SCRIPTS_DIR and TRAINER_PYTHON to run it", allow_module_level=True)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import train_smoke  # noqa: E402
+
+TRIGGER = "zkchar"
+
+
+def test_real_training_ends_installed_in_the_lora_folder(tmp_path: Path) -> None:
+    cache = os.environ.get("LORA_STUDIO_TEST_CACHE") or str(tmp_path / "cache")
+    setup = train_smoke.prepare(tmp_path / "work", SD_SCRIPTS, TRAINER_PY, device="cpu", cache_dir=cache, images=6,
+                                trigger=TRIGGER, resolution=64)  # fmt: skip
+    loras, data = tmp_path / "Lora", tmp_path / "data"
+    loras.mkdir()
+    data.mkdir()
+    os.symlink(setup.tokenizers, data / TOKENIZER_DIR)  # the service's default tokenizer cache
+    host = StandaloneHost([str(loras)], data_dir=data, checkpoint_dirs=[str(Path(setup.checkpoint).parent)])
+    jobs = JobManager(data, grace_seconds=10.0)
+    service = TrainingService(host, jobs, sd_scripts_dir=SD_SCRIPTS, trainer_python=TRAINER_PY)
+    try:
+        request = TrainingRequest(
+            folder=setup.dataset, trigger=TRIGGER, base=Path(setup.checkpoint).name, arch="sd1", steps=4,
+            batch_size=1, resolution=64, offline=True,
+            overrides={"mixed_precision": "no", "max_data_loader_n_workers": 0, "sample_every_n_steps": 4},
+        )
+        job_id = service.start(request)
+        view = service.wait(job_id, timeout=900)
+        assert view.state == "succeeded", (view.status.message, view.status.log_tail[-20:])
+        installed = view.installed
+        assert installed is not None, view.install_error
+        assert installed.path == str(loras / TRIGGER / f"{TRIGGER}.safetensors")
+        meta = read_header(installed.path).metadata
+        assert meta["ss_output_name"] == TRIGGER and meta.get("modelspec.trigger_phrase") == TRIGGER
+        sidecar = json.loads(Path(installed.sidecar).read_text(encoding="utf-8"))
+        assert sidecar["activation text"] == TRIGGER and sidecar["sd version"] == "SD1"
+        assert view.status.samples, "sd-scripts wrote no sample image"
+        assert installed.preview and Path(installed.preview).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        lookup = host.library().lookup(TRIGGER)
+        assert lookup.found and lookup.entry.path == installed.path and lookup.entry.architecture == "sd1"
+        assert TRIGGER in " ".join(str(w) for w in lookup.entry.trigger_words)
+    finally:
+        service.close()
+        jobs.close()
