@@ -942,7 +942,7 @@ class TrainingService:
         plan: dict[str, Any] = raw_plan if isinstance(raw_plan, dict) else {}
         raw_preset = plan.get("preset")
         preset: dict[str, Any] = raw_preset if isinstance(raw_preset, dict) else {}
-        result = self._result(record) if record.state == SUCCEEDED else None
+        result = self._result(record) if record.state == SUCCEEDED and meta.get("install") else None
         installed = None
         error = None
         if result is not None:
