@@ -46,6 +46,20 @@ DEMO_LORAS: tuple[tuple[str, str, dict[str, str | None], dict[str, Any] | None],
     ("old-versions/DEMO-alice-sd15", "kohya-sd1", {"ss_output_name": "DEMO-alice-old"}, None),
 )
 
+def _own_trigger(rel: str, preset: str) -> dict[str, str | None]:
+    """Metadata giving a demo LoRA its own trigger word (``DEMO-rin-pony`` -> ``zk_rin``) and kohya
+    dataset folder, as a real training would; files meant to carry no metadata get none."""
+    if preset.startswith("nometa"):
+        return {}
+    word = "zk_" + rel.rsplit("/", 1)[-1].split("-")[1]
+    folder = f"10_{word}"
+    return {
+        "modelspec.trigger_phrase": word,
+        "ss_tag_frequency": json.dumps({folder: {word: 12, "solo": 9, "looking at viewer": 7}}),
+        "ss_dataset_dirs": json.dumps({folder: {"n_repeats": 10, "img_count": 12}}),
+    }
+
+
 README = f"""{MARKER}
 {"=" * len(MARKER)}
 
@@ -136,7 +150,8 @@ def write_demo_library(folder: str | os.PathLike[str], *, force: bool = False,
         for i, (rel, preset, overrides, sidecar) in enumerate(DEMO_LORAS):
             path = loras / f"{rel}.safetensors"
             path.parent.mkdir(parents=True, exist_ok=True)
-            md = {"modelspec.description": "DEMO file written by LoRA Studio: zero weights", **overrides}
+            md = {"modelspec.description": "DEMO file written by LoRA Studio: zero weights",
+                  **_own_trigger(rel, preset), **overrides}
             synth.write_lora(path, preset, rank=4, metadata_overrides=md, sparse=True)
             if sidecar is not None:
                 atomic_write_text(path.with_suffix(".json"), dump_user_metadata(sidecar))
