@@ -42,11 +42,11 @@ from lib_lora.train.runner import (
     TERMINAL_STATES,
     JobStatus,
     TrainingRun,
+    claim_file,
     find_last_save,
     find_output,
     find_resume_state,
     is_same_process,
-    pid_alive,
     read_job_log,
     resume_spec,
 )
@@ -477,7 +477,7 @@ class JobManager:
                 waiting.append(gpus)
                 continue
             self._queue.remove(job_id)
-            if not _claim(Path(record.job_dir)):
+            if not claim_file(Path(record.job_dir) / CLAIM_FILE):
                 # another LoRA Studio process (the CLI beside the WebUI) has started it: follow theirs
                 self._foreign.add(job_id)
                 continue
@@ -556,30 +556,6 @@ class JobManager:
 
 
 CLAIM_FILE = "claim"
-
-
-def _claim(job_dir: Path) -> bool:
-    """Atomically mark a queued job as started by this process; False when a live process already
-    did (two LoRA Studio processes — WebUI and CLI — share the data folder)."""
-    path = job_dir / CLAIM_FILE
-    for _attempt in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                owner = int(path.read_text(encoding="ascii").strip() or "0")
-            except (OSError, ValueError):
-                owner = 0
-            if owner and pid_alive(owner):
-                return False
-            path.unlink(missing_ok=True)  # left by a process that is gone
-            continue
-        except OSError:
-            return True  # cannot write the claim (read-only folder): start anyway, as before claims
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(str(os.getpid()))
-        return True
-    return False
 
 
 def _dead_status(record: JobRecord) -> JobStatus:

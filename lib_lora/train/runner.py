@@ -165,6 +165,31 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
+def claim_file(path: Path, *, reclaim_own: bool = False) -> bool:
+    """Atomically create ``path`` holding this process's pid (a claim shared by the LoRA Studio
+    processes on one data folder, e.g. the WebUI and the CLI). False when a live process holds it
+    already — this one too, unless ``reclaim_own``. A claim left by a process that is gone is taken
+    over; a folder that cannot be written counts as claimed (the work goes on, as without claims)."""
+    for _attempt in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = int(path.read_text(encoding="ascii").strip() or "0")
+            except (OSError, ValueError):
+                owner = 0
+            if owner and pid_alive(owner) and not (reclaim_own and owner == os.getpid()):
+                return False
+            path.unlink(missing_ok=True)  # left by a process that is gone
+            continue
+        except OSError:
+            return True
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(str(os.getpid()))
+        return True
+    return False
+
+
 def group_members(pgid: int | None) -> list[int]:
     """Live (non-zombie) processes of process group ``pgid``."""
     if not pgid or pgid <= 0:

@@ -62,6 +62,7 @@ from lib_lora.train.runner import (
     FAILED,
     SUCCEEDED,
     JobStatus,
+    claim_file,
 )
 
 log = logging.getLogger(__name__)
@@ -844,7 +845,7 @@ class TrainingService:
                 if existing.get("installed"):
                     return InstalledLora.from_dict(existing["installed"])
                 raise TrainingError(str(existing.get("error") or "the earlier install failed"))
-            if not _claim(Path(record.job_dir) / RESULT_CLAIM):
+            if not claim_file(Path(record.job_dir) / RESULT_CLAIM, reclaim_own=True):
                 raise TrainingError(f"job {job_id} is being installed by another LoRA Studio process")
             try:
                 installed = self._install(record, intent)
@@ -1088,30 +1089,6 @@ def _write_result(job_dir: str, data: dict[str, Any]) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         log.warning("LoRA Studio: cannot write %s: %s", path, exc)
-
-
-def _claim(path: Path) -> bool:
-    """Create ``path`` holding this pid; False when a live process holds it already."""
-    from lib_lora.train.runner import pid_alive
-
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                owner = int(path.read_text(encoding="ascii").strip() or "0")
-            except (OSError, ValueError):
-                owner = 0
-            if owner and owner != os.getpid() and pid_alive(owner):
-                return False
-            path.unlink(missing_ok=True)
-            continue
-        except OSError:
-            return True
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(str(os.getpid()))
-        return True
-    return False
 
 
 # ---------------------------------------------------------------------- one per process
