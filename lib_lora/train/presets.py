@@ -20,6 +20,7 @@ Nothing here does I/O except :func:`query_free_vram_bytes`, which asks ``nvidia-
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import subprocess
@@ -68,6 +69,24 @@ class BaseProfile:
 
 _SD_NEGATIVE = "lowres, blurry, bad anatomy, bad hands, worst quality, low quality, jpeg artifacts, watermark"
 
+_SDXL = BaseProfile(
+    id="sdxl",
+    arch=ARCH_SDXL,
+    label="SDXL 1.0",
+    script="sdxl_train_network.py",
+    native_resolution=1024,
+    min_bucket_reso=256,
+    max_bucket_reso=2048,
+    network_module="networks.lora",
+    clip_skip=None,
+    supports_te_cache=True,
+    sample_prefix="",
+    sample_negative=_SD_NEGATIVE,
+    sample_cfg=6.0,
+    sample_steps=28,
+    tokenizer_dirs=("openai_clip-vit-large-patch14", "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k"),
+)
+
 BASES: dict[str, BaseProfile] = {
     "sd15": BaseProfile(
         id="sd15",
@@ -86,57 +105,23 @@ BASES: dict[str, BaseProfile] = {
         sample_steps=28,
         tokenizer_dirs=("openai_clip-vit-large-patch14",),
     ),
-    "sdxl": BaseProfile(
-        id="sdxl",
-        arch=ARCH_SDXL,
-        label="SDXL 1.0",
-        script="sdxl_train_network.py",
-        native_resolution=1024,
-        min_bucket_reso=256,
-        max_bucket_reso=2048,
-        network_module="networks.lora",
-        clip_skip=None,
-        supports_te_cache=True,
-        sample_prefix="",
-        sample_negative=_SD_NEGATIVE,
-        sample_cfg=6.0,
-        sample_steps=28,
-        tokenizer_dirs=("openai_clip-vit-large-patch14", "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k"),
-    ),
-    "pony": BaseProfile(
+    "sdxl": _SDXL,
+    # SDXL finetunes: same architecture and script, their own sample-prompt conventions
+    "pony": dataclasses.replace(
+        _SDXL,
         id="pony",
-        arch=ARCH_SDXL,
         label="Pony Diffusion (SDXL)",
-        script="sdxl_train_network.py",
-        native_resolution=1024,
-        min_bucket_reso=256,
-        max_bucket_reso=2048,
-        network_module="networks.lora",
-        clip_skip=None,
-        supports_te_cache=True,
         # Pony was trained with score tags: without them its samples say little about the LoRA
         sample_prefix="score_9, score_8_up, score_7_up, ",
         sample_negative="score_4, score_5, score_6, " + _SD_NEGATIVE,
         sample_cfg=7.0,
-        sample_steps=28,
-        tokenizer_dirs=("openai_clip-vit-large-patch14", "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k"),
     ),
-    "illustrious": BaseProfile(
+    "illustrious": dataclasses.replace(
+        _SDXL,
         id="illustrious",
-        arch=ARCH_SDXL,
         label="Illustrious / NoobAI (SDXL)",
-        script="sdxl_train_network.py",
-        native_resolution=1024,
-        min_bucket_reso=256,
-        max_bucket_reso=2048,
-        network_module="networks.lora",
-        clip_skip=None,
-        supports_te_cache=True,
         sample_prefix="masterpiece, best quality, ",
         sample_negative="worst quality, low quality, lowres, bad anatomy, bad hands, watermark",
-        sample_cfg=6.0,
-        sample_steps=28,
-        tokenizer_dirs=("openai_clip-vit-large-patch14", "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k"),
     ),
     "flux1": BaseProfile(
         id="flux1",
