@@ -286,6 +286,24 @@ def test_find_resume_state_naming(tmp_path):
     assert find_resume_state(tmp_path / "missing", "mylora") is None
 
 
+def test_find_resume_state_prefers_a_folder_accelerate_finished(tmp_path):
+    # A cancel in the middle of a save leaves a newer folder without random_states_*.pkl (written last).
+    out = tmp_path / "out"
+    for i, (name, files) in enumerate([("mylora-step00000100-state", ["model.safetensors", "optimizer.bin",
+                                                                      "random_states_0.pkl", "train_state.json"]),
+                                       ("mylora-step00000200-state", ["train_state.json", "model.safetensors"])]):
+        d = out / name
+        d.mkdir(parents=True)
+        for f in files:
+            (d / f).write_bytes(b"")
+        t = time.time() - 100 + i
+        os.utime(d, (t, t))
+    assert find_resume_state(out, "mylora") == str(out / "mylora-step00000100-state")
+    (out / "mylora-step00000200-state" / "random_states_0.pkl").write_bytes(b"")
+    os.utime(out / "mylora-step00000200-state", None)
+    assert find_resume_state(out, "mylora") == str(out / "mylora-step00000200-state")
+
+
 def test_resume_command_replaces_earlier_resume():
     cmd, step = resume_command(["accelerate", "train.py", "--resume", "/old", "--skip_until_initial_step"], "/new")
     assert cmd == ["accelerate", "train.py", "--resume", "/new"] and step == 0

@@ -305,10 +305,14 @@ def find_last_save(output_dir: str | os.PathLike[str], output_name: str, *, sinc
 
 
 def find_resume_state(output_dir: str | os.PathLike[str], output_name: str) -> str | None:
-    """The newest non-empty state folder sd-scripts wrote for ``output_name`` (``--save_state``):
-    ``<name>-step00000120-state``, ``<name>-000003-state`` (per epoch) or ``<name>-state`` (at the end)."""
+    """The newest state folder sd-scripts wrote for ``output_name`` (``--save_state``):
+    ``<name>-step00000120-state``, ``<name>-000003-state`` (per epoch) or ``<name>-state`` (at the end).
+
+    A folder accelerate finished writing (its ``random_states_*.pkl``, saved last) wins over a newer one
+    it did not — a cancel can land in the middle of a save; without any complete folder, the newest
+    non-empty one is returned."""
     rx = re.compile(_STATE_DIR_RE.format(name=re.escape(output_name)))
-    best: tuple[float, int, str] | None = None
+    best: tuple[bool, float, int, str] | None = None
     try:
         entries = list(Path(output_dir).iterdir())
     except OSError:
@@ -318,16 +322,18 @@ def find_resume_state(output_dir: str | os.PathLike[str], output_name: str) -> s
         if not m or not entry.is_dir():
             continue
         try:
-            if not any(entry.iterdir()):
+            names = [p.name for p in entry.iterdir()]
+            if not names:
                 continue  # accelerate had not written anything yet
             mtime = entry.stat().st_mtime
         except OSError:
             continue
+        complete = any(n.startswith("random_states_") for n in names)
         step = state_step(entry)
-        key = (mtime, step if step is not None else -1, str(entry))
+        key = (complete, mtime, step if step is not None else -1, str(entry))
         if best is None or key > best:
             best = key
-    return best[2] if best else None
+    return best[3] if best else None
 
 
 def state_step(state_dir: str | os.PathLike[str]) -> int | None:
