@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
-import textwrap
-import time
 import urllib.request
 from pathlib import Path
 
@@ -26,32 +22,14 @@ pytest.importorskip("fastapi")
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from e2e_support import chromium, standalone_app  # noqa: E402
 from factory import make_checkpoint  # noqa: E402
 from test_train_service import make_images, stand_in_trainer  # noqa: E402
 
-CHROMIUM = os.environ.get("LORA_STUDIO_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-REPO = Path(__file__).resolve().parents[1]
 ENV_NAME = os.environ.get("LORA_STUDIO_GRADIO_ENV") or "gradio-" + __import__("gradio").__version__
 T = "#lora_studio_train"
 
-SERVER = textwrap.dedent(
-    """
-    import sys
-    sys.path.insert(0, {repo!r})
-    import uvicorn
-    from lib_lora.standalone import create_app
-    app = create_app([{loras!r}], checkpoint_dirs=[{ckpts!r}], data_dir={data!r})
-    app.host.rescan(wait=True)
-    uvicorn.run(app.asgi, host="127.0.0.1", port={port}, log_level="warning")
-    """
-)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -62,42 +40,14 @@ def world(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     make_checkpoint(ckpts, "sd15-base", "ckpt-sd1")
     images = make_images(root / "pictures of zed")
     sd, py, hang = stand_in_trainer(root, "--duration", "1.5")
-    port = _free_port()
-    code = SERVER.format(repo=str(REPO), loras=str(loras), ckpts=str(ckpts), data=str(data), port=port)
     env = {**os.environ, "SD_SCRIPTS_DIR": str(sd), "TRAINER_PYTHON": str(py)}
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail("the standalone app exited:\n" + (proc.stdout.read() if proc.stdout else ""))
-            try:
-                with urllib.request.urlopen(url + "lora-studio/v1/rescan", timeout=2) as r:
-                    if json.load(r)["state"] == "done":
-                        break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            pytest.fail("the standalone app did not start within 120 s")
+    with standalone_app(loras, ckpts, data, env=env) as url:
         yield {"url": url, "loras": loras, "images": images, "hang": hang, "root": root}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
 def browser():  # type: ignore[no-untyped-def]
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"Debian chromium not found at {CHROMIUM} (apt-get install chromium; see .ci/ui-envs.sh)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from chromium(playwright_api)
 
 
 @pytest.fixture
