@@ -224,6 +224,36 @@ def test_real_run_through_the_queue(setup, tmp_path, capsys):
 
 
 @pytestmark_posix
+def test_lora_dir_puts_the_result_into_the_lora_folder(setup, tmp_path, capsys):
+    from lib_lora.library import Library
+    from lib_lora.sidecars import read_user_metadata
+
+    data, ckpt = setup
+    sd, py = stand_in_trainer(tmp_path, "--duration", "0.3")
+    loras = tmp_path / "Lora"
+    loras.mkdir()
+    (loras / "zed").mkdir()
+    (loras / "zed" / "zed.safetensors").write_bytes(b"someone else's file")  # never replaced
+    rc = run_cli(str(data), "--base", str(ckpt), "--trigger", "zed", "--arch", "sd1", "--steps", "4",
+                 "--output", str(tmp_path / "out"), "--sd-scripts", str(sd), "--trainer-python", str(py),
+                 "--data-dir", str(tmp_path / "studio"), "--lora-dir", str(loras), "--quiet")  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    installed = loras / "zed" / "zed-2.safetensors"
+    assert f"installed: {installed}" in out
+    assert (loras / "zed" / "zed.safetensors").read_bytes() == b"someone else's file"
+    meta = read_user_metadata(installed)
+    assert meta is not None and meta.activation_text == "zed" and meta.sd_version == "SD1"
+    lib = Library([loras], tmp_path / "idx.sqlite3")
+    lib.scan()
+    assert lib.lookup("zed-2").status == "found"
+    assert run_cli(str(data), "--base", str(ckpt), "--trigger", "zed", "--arch", "sd1", "--lora-dir",
+                   str(tmp_path / "nope"), "--sd-scripts", str(sd), "--trainer-python", str(py),
+                   "--output", str(tmp_path / "out2"), "--data-dir", str(tmp_path / "studio"), "--quiet") == 1
+    assert "is not a folder" in capsys.readouterr().err
+
+
+@pytestmark_posix
 def test_failed_run_exits_1_with_advice(setup, tmp_path, capsys):
     data, ckpt = setup
     sd, py = stand_in_trainer(tmp_path, "--duration", "0.2", "--exit-code", "1", "--no-output")

@@ -83,6 +83,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the dataset report, command and dataset TOML; start nothing")
     p.add_argument("--write-missing-captions", action="store_true", help="create the caption files that are missing")
     p.add_argument("--caption-template", default="{trigger}", help="text of written captions (default: %(default)s)")
+    p.add_argument("--lora-dir", metavar="DIR",
+                   help="when it succeeds, put the LoRA into this LoRA folder as the Train tab does: "
+                        "<DIR>/<trigger>/<name>.safetensors (never replacing a file) with an A1111 sidecar and a preview")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file of the same name")
     p.add_argument("--quiet", action="store_true", help="no progress output while checking")
 
@@ -269,15 +272,28 @@ def _start(plan: TrainingPlan, args: argparse.Namespace) -> int:
         raise TrainingError(f"the training runner is not available in this version ({exc})") from None
     from lib_lora.paths import user_data_dir
 
-    manager = JobManager(user_data_dir(args.data_dir, ensure=True))
+    data_dir = user_data_dir(args.data_dir, ensure=True)
+    manager = JobManager(data_dir)
+    meta: dict[str, Any] = {"plan": plan.to_dict(), "source": "cli"}
+    service = None
+    if args.lora_dir:
+        from lib_lora.host import StandaloneHost
+        from lib_lora.train.service import TrainingService, install_intent
+
+        lora_dir = os.path.abspath(args.lora_dir)
+        if not os.path.isdir(lora_dir):
+            raise TrainingError(f"--lora-dir {lora_dir} is not a folder")
+        meta["install"] = install_intent(plan, lora_dir, os.path.basename(plan.base_checkpoint))
+        service = TrainingService(StandaloneHost([lora_dir], data_dir=data_dir), manager, install_pending=False)
     printer = _progress_printer()
     unsubscribe = None
     try:
-        job_id = manager.submit(spec, {"plan": plan.to_dict(), "source": "cli"}, gpu_ids=plan.gpu_ids)
+        job_id = manager.submit(spec, meta, gpu_ids=plan.gpu_ids)
         unsubscribe = manager.subscribe(lambda record: printer(record.status) if record.id == job_id else None)
         print(f"job {job_id}: {shlex.join(spec.command)}")
         try:
             record = manager.wait(job_id)
+            view = service.wait(job_id) if service is not None else None
         except KeyboardInterrupt:
             print("\ncancelling (the last periodic save is kept) ...", file=sys.stderr)
             manager.cancel(job_id)
@@ -288,12 +304,19 @@ def _start(plan: TrainingPlan, args: argparse.Namespace) -> int:
     finally:
         if unsubscribe is not None:
             unsubscribe()
+        if service is not None:
+            service.close()
         manager.close()
     status = record.status
     printer(status)
     print()
     if status.state == "succeeded":
         print(f"done: {status.output_path or final}")
+        if view is not None:
+            if view.installed is None:
+                print(f"not put into the LoRA folder: {view.install_error or 'unknown error'}", file=sys.stderr)
+                return 1
+            print(f"installed: {view.installed.path}  (use it as {view.installed.tag})")
         return 0
     print(f"training {status.state}: {status.message or status.state}", file=sys.stderr)
     if status.failure is not None:

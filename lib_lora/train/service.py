@@ -686,26 +686,12 @@ class TrainingService:
 
     def _meta(self, plan: TrainingPlan, request: TrainingRequest, ckpt_name: str) -> dict[str, Any]:
         roots = [os.fspath(r) for r in self.host.lora_roots()]
-        description = (
-            f"Trained with LoRA Studio on {ckpt_name}: preset {plan.preset.id}, {plan.max_train_steps} steps × batch "
-            f"{plan.batch_size}, {plan.image_count} images at {plan.resolution} px, dim {plan.network_dim} / alpha "
-            f"{plan.network_alpha:g}, lr {plan.learning_rate:g}. Trigger word: {plan.trigger}."
-        )
         return {
             "plan": plan.to_dict(),
             "source": request.source,
             "trigger": plan.trigger,
             "base_name": ckpt_name,
-            "install": {
-                "lora_root": roots[0] if roots else None,
-                "subfolder": _safe_component(plan.trigger),
-                "name": plan.output_name,
-                "trigger": plan.trigger,
-                "arch": plan.base_arch,
-                "preferred_weight": float(request.preferred_weight),
-                "description": description,
-                "category": plan.preset.kind,
-            },
+            "install": install_intent(plan, roots[0] if roots else None, ckpt_name, request.preferred_weight),
         }
 
     def _bind(self, job_id: str) -> None:
@@ -1089,6 +1075,27 @@ def _write_result(job_dir: str, data: dict[str, Any]) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         log.warning("LoRA Studio: cannot write %s: %s", path, exc)
+
+
+def install_intent(plan: TrainingPlan, lora_root: str | None, ckpt_name: str,
+                   preferred_weight: float = DEFAULT_PREFERRED_WEIGHT) -> dict[str, Any]:
+    """What a job's record says about putting its LoRA into the LoRA folder when it succeeds
+    (``meta["install"]``: :meth:`TrainingService.install` reads it)."""
+    description = (
+        f"Trained with LoRA Studio on {ckpt_name}: preset {plan.preset.id}, {plan.max_train_steps} steps × batch "
+        f"{plan.batch_size}, {plan.image_count} images at {plan.resolution} px, dim {plan.network_dim} / alpha "
+        f"{plan.network_alpha:g}, lr {plan.learning_rate:g}. Trigger word: {plan.trigger}."
+    )
+    return {
+        "lora_root": lora_root,
+        "subfolder": _safe_component(plan.trigger),
+        "name": plan.output_name,
+        "trigger": plan.trigger,
+        "arch": plan.base_arch,
+        "preferred_weight": float(preferred_weight),
+        "description": description,
+        "category": plan.preset.kind,
+    }
 
 
 # ---------------------------------------------------------------------- one per process
