@@ -235,8 +235,12 @@ def main() -> int:
         print(f"server: {startup} (seconds: imports+app build, catalog build)")
         out = browser_figures(url, args.rounds)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        proc.terminate()  # gradio 3's server can ignore SIGTERM while its queue workers run
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     print(f"first paint (navigation -> first card, warm index): {median_ms(out['first_paint'])}")
     for key, label in (("filter_text", "filter: search text"), ("compatible_only", "filter: compatible only"),
                        ("next_page", "page change"), ("checkpoint", "checkpoint switch -> badges")):
