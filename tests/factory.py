@@ -13,6 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from lib_lora import synth
 from lib_lora.safetensors_header import write_file
 
@@ -50,3 +53,16 @@ def make_checkpoint(directory: Path, name: str, preset: str = "ckpt-sdxl", *, me
     if not preset.startswith("ckpt-"):
         raise ValueError(f"{preset!r} is not a checkpoint preset; use one of {synth.CHECKPOINT_PRESETS}")
     return make_lora(directory, name, preset, metadata=metadata, subdir=subdir)
+
+
+def make_images(folder: Path, n: int = 16, caption: str | None = "zed, photo") -> Path:
+    """A training folder of ``n`` 512x576 PNGs (deterministic noise), each with a caption unless None."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        Image.fromarray((rng.random((4, 4, 3)) * 255).astype(np.uint8)).resize((512, 576)).save(
+            folder / f"{i:02d}.png", compress_level=1
+        )
+        if caption is not None:
+            (folder / f"{i:02d}.txt").write_text(caption, encoding="utf-8")
+    return folder

@@ -14,27 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from lib_lora.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from factory import make_checkpoint  # noqa: E402
-
-
-def make_images(folder: Path, n: int = 16, caption: str | None = "zed, photo") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        rng = np.random.default_rng(i)
-        Image.fromarray((rng.random((4, 4, 3)) * 255).astype(np.uint8)).resize((512, 576)).save(
-            folder / f"{i:02d}.png", compress_level=1
-        )
-        if caption is not None:
-            (folder / f"{i:02d}.txt").write_text(caption, encoding="utf-8")
-    return folder
+from factory import make_checkpoint, make_images  # noqa: E402
 
 
 def tree(folder: Path) -> dict[str, tuple[int, int]]:

@@ -23,8 +23,8 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e_support import chromium, standalone_app  # noqa: E402
-from factory import make_checkpoint  # noqa: E402
-from test_train_service import make_images, stand_in_trainer  # noqa: E402
+from factory import make_checkpoint, make_images  # noqa: E402
+from test_train_service import stand_in_trainer  # noqa: E402
 
 ENV_NAME = os.environ.get("LORA_STUDIO_GRADIO_ENV") or "gradio-" + __import__("gradio").__version__
 T = "#lora_studio_train"

@@ -14,9 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from lib_lora.errors import AccessDeniedError, TrainerEnvironmentError, TrainingError
 from lib_lora.host import StandaloneHost, VramToken
@@ -33,7 +31,7 @@ from lib_lora.train.service import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from factory import make_checkpoint, make_lora
+from factory import make_checkpoint, make_images, make_lora
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="the stand-in trainer is a shell script")
 
@@ -82,18 +80,6 @@ def _can_take(host: StandaloneHost, timeout: float = 0.0) -> bool:
     t.start()
     t.join(timeout + 5)
     return bool(result and result[0])
-
-
-def make_images(folder: Path, n: int = 16, caption: str | None = "zed, photo") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        rng = np.random.default_rng(i)
-        Image.fromarray((rng.random((4, 4, 3)) * 255).astype(np.uint8)).resize((512, 576)).save(
-            folder / f"{i:02d}.png", compress_level=1
-        )
-        if caption is not None:
-            (folder / f"{i:02d}.txt").write_text(caption, encoding="utf-8")
-    return folder
 
 
 def stand_in_trainer(tmp_path: Path, *options: str) -> tuple[Path, Path, Path]:

@@ -108,7 +108,7 @@ def test_everything_user_made_is_escaped():
 
 
 def test_report_html(tmp_path):
-    from test_train_service import make_images
+    from factory import make_images
 
     from lib_lora.train.dataset import check_dataset
 
