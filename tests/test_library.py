@@ -190,6 +190,22 @@ def test_code_change_rereads_everything(root: Path, index: Path, reads: list[str
     assert Library([root], index).scan().reads == 3
 
 
+def test_code_fingerprint_covers_every_detection_module() -> None:
+    """Editing any module of the detector package (not only a fixed list of files) re-reads the rows."""
+    import lib_lora.architecture as arch_pkg
+
+    modules = sorted(Path(arch_pkg.__file__).parent.glob("*.py"))
+    assert len(modules) > 1
+    for path in modules:
+        st = path.stat()
+        before = library._code_fingerprint()
+        try:
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+            assert library._code_fingerprint() != before, path.name
+        finally:
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def test_symlinked_folders_are_followed_once_and_loops_end(tmp_path: Path, index: Path) -> None:
     r = tmp_path / "loras"
     drive = tmp_path / "other-drive" / "packs"
