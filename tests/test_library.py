@@ -190,11 +190,12 @@ def test_code_change_rereads_everything(root: Path, index: Path, reads: list[str
     assert Library([root], index).scan().reads == 3
 
 
-def test_code_fingerprint_covers_every_detection_module() -> None:
-    """Editing any module of the detector package (not only a fixed list of files) re-reads the rows."""
-    import lib_lora.architecture as arch_pkg
+@pytest.mark.parametrize("package", ["lib_lora.architecture", "lib_lora.sidecars"])
+def test_code_fingerprint_covers_every_module_of_the_readers(package: str) -> None:
+    """Editing any module of the detector or sidecar package (not a fixed list of files) re-reads the rows."""
+    import importlib
 
-    modules = sorted(Path(arch_pkg.__file__).parent.glob("*.py"))
+    modules = sorted(Path(str(importlib.import_module(package).__file__)).parent.glob("*.py"))
     assert len(modules) > 1
     for path in modules:
         st = path.stat()
