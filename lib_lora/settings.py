@@ -54,6 +54,12 @@ class Settings:
     extra_roots: tuple[str, ...] = ()
     sd_scripts_path: str = ""
     show_toast: bool = True
+    #: Characters (lib_lora.characters): their folder ("" = $LORA_STUDIO_CHARACTERS, else characters/ in
+    #: the first LoRA folder) and which parts a <char:NAME> tag expands to.
+    characters_root: str = ""
+    character_trigger: bool = True
+    character_anchors: bool = True
+    character_drift: bool = True
     #: Values that were ignored while reading (one line each); not a setting.
     problems: tuple[str, ...] = field(default=(), compare=False)
 
@@ -229,6 +235,16 @@ SCHEMA: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("sd_scripts_path", "Existing sd-scripts or kohya_ss folder (empty: the bundled one)", "text"),
     OptionSpec("show_toast", "Show LoRA Studio warnings as a popup", "bool"),
+    OptionSpec(
+        "characters_root",
+        "Characters folder (empty: $LORA_STUDIO_CHARACTERS, else characters/ in the first LoRA folder)",
+        "text",
+    ),
+    OptionSpec("character_trigger", "<char:NAME> adds the weighted trigger word", "bool"),
+    OptionSpec("character_anchors", "<char:NAME> adds the anchor phrases", "bool"),
+    OptionSpec(
+        "character_drift", "<char:NAME> adds the drift phrases to the negative prompt", "bool"
+    ),
 )
 
 SCHEMA_BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in SCHEMA}

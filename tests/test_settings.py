@@ -23,6 +23,10 @@ def test_defaults() -> None:
         "extra_roots",
         "sd_scripts_path",
         "show_toast",
+        "characters_root",
+        "character_trigger",
+        "character_anchors",
+        "character_drift",
     }
 
 

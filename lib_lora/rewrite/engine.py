@@ -60,8 +60,9 @@ def rewrite_prompt(
     checkpoint: Any = None,
     settings: RewriteSettings | Any = DEFAULT_SETTINGS,
     builtin_names: Mapping[str, str] | Iterable[str] | None = None,
+    characters: Any = None,
 ) -> RewriteResult:
-    return _rewrite(prompt, negative, library, checkpoint, settings, builtin_names)[0]
+    return _rewrite(prompt, negative, library, checkpoint, settings, builtin_names, characters)[0]
 
 
 def _rewrite(
@@ -71,18 +72,24 @@ def _rewrite(
     checkpoint: Any = None,
     settings: RewriteSettings | Any = DEFAULT_SETTINGS,
     builtin_names: Mapping[str, str] | Iterable[str] | None = None,
+    characters: Any = None,
 ) -> tuple[RewriteResult, list[Any]]:
     """Resolve and rewrite ``prompt`` (and add negative text to ``negative``); see the module docstring.
 
     ``checkpoint`` is the selected checkpoint's :class:`~lib_lora.architecture.Detection` (``None``:
     compatibility is not checked). ``builtin_names`` are the names the WebUI's built-in table holds
     (a set, or a mapping name -> file); ``None`` assumes it holds every library file by stem.
+    ``characters`` (a :class:`lib_lora.characters.CharacterLibrary`) expands ``<char:...>`` tags first.
     """
     cfg = RewriteSettings.from_settings(settings)
     prompt = prompt or ""
     negative = negative or ""
     if not cfg.enabled:
         return RewriteResult(prompt=prompt, negative=negative, original_prompt=prompt, original_negative=negative), []
+    original_prompt, original_negative = prompt, negative
+    expansion = _expand(prompt, negative, library, cfg, characters)
+    if expansion is not None:
+        prompt, negative = expansion.prompt, expansion.negative
 
     parsed = parse_prompt(prompt, comments=cfg.prompt_comments)
     visible = parsed.text()
@@ -153,11 +160,13 @@ def _rewrite(
         new_negative = f"{body.rstrip(',')}, {tail}" if body.strip(", ") else tail
 
     kept_warnings = [r.message for r in resolutions if r.kept and r.message]
+    if expansion is not None:
+        warnings = [*expansion.warnings, *warnings]
     result = RewriteResult(
         prompt=new_prompt,
         negative=new_negative,
-        original_prompt=prompt,
-        original_negative=negative,
+        original_prompt=original_prompt,
+        original_negative=original_negative,
         tags=tuple(resolutions),
         warnings=tuple(warnings),
         infotext=format_infotext(resolutions, all_words, neg_words, kept_warnings),
@@ -165,8 +174,19 @@ def _rewrite(
         negative_words=tuple(neg_words),
         skipped=tuple(skipped),
         aliases=aliases,
+        characters=expansion.record if expansion is not None else "",
+        character_negative=expansion.negative_added if expansion is not None else (),
     )
     return result, entries
+
+
+def _expand(prompt: str, negative: str, library: LibraryLike, cfg: RewriteSettings, characters: Any) -> Any:
+    """The ``<char:...>`` expansion of the prompt pair (``None`` when there is nothing to expand)."""
+    if characters is None or "<char:" not in prompt.lower():
+        return None
+    from lib_lora.characters.expand import expand_characters
+
+    return expand_characters(prompt, negative, characters, library=library, settings=cfg)
 
 
 def _with(res: TagResolution, **changes: Any) -> TagResolution:
@@ -301,6 +321,7 @@ def rewrite_batch(
     checkpoint: Any = None,
     settings: RewriteSettings | Any = DEFAULT_SETTINGS,
     builtin_names: Mapping[str, str] | Iterable[str] | None = None,
+    characters: Any = None,
 ) -> BatchResult:
     """Rewrite every prompt of one batch (identical prompt pairs are rewritten once).
 
@@ -317,7 +338,10 @@ def rewrite_batch(
         key = (prompt, negative)
         hit = cache.get(key)
         if hit is None:
-            hit = rewrite_prompt(prompt, negative, library, checkpoint=checkpoint, settings=cfg, builtin_names=builtin_names)
+            hit = rewrite_prompt(
+                prompt, negative, library, checkpoint=checkpoint, settings=cfg, builtin_names=builtin_names,
+                characters=characters,
+            )
             cache[key] = hit
         results.append(hit)
     if not results or not cfg.enabled:
@@ -359,10 +383,11 @@ def preview(
     checkpoint: Any = None,
     settings: RewriteSettings | Any = DEFAULT_SETTINGS,
     builtin_names: Mapping[str, str] | Iterable[str] | None = None,
+    characters: Any = None,
 ) -> dict[str, Any]:
     """A JSON-able account of the rewrite: :meth:`RewriteResult.to_dict` plus, per kept tag, every
     trigger-word source (the browser offers the ones not inserted), and the checkpoint judged against."""
-    result, entries = _rewrite(prompt, negative, library, checkpoint, settings, builtin_names)
+    result, entries = _rewrite(prompt, negative, library, checkpoint, settings, builtin_names, characters)
     data = result.to_dict()
     for tag_dict, entry in zip(data["tags"], entries, strict=True):
         tag_dict["trigger_sources"] = [s.to_dict() for s in trigger_sources(entry)] if entry is not None else []

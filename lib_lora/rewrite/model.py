@@ -48,6 +48,10 @@ class RewriteSettings:
     #: write ``<lyco:...>`` as ``<lora:...>``: Forge registers no ``lyco`` network and drops such tags
     #: silently (A1111 registers ``lyco`` as an alias of ``lora``, so both work there)
     lyco_as_lora: bool = False
+    #: which parts ``<char:NAME>`` expands to (:mod:`lib_lora.characters.expand`)
+    character_trigger: bool = True
+    character_anchors: bool = True
+    character_drift: bool = True
 
     @classmethod
     def from_settings(cls, value: Any) -> RewriteSettings:
@@ -111,6 +115,10 @@ class RewriteResult:
     skipped: tuple[str, ...] = ()  # names of the tags removed from the prompt, whatever the reason
     #: names the WebUI glue must register in the built-in network table -> file to load
     aliases: dict[str, str] = field(default_factory=dict)
+    #: the ``Characters`` infotext value (``alice v2, bob``; "" when no ``<char:...>`` was expanded)
+    characters: str = ""
+    #: drift phrases the character expansion added to the negative prompt
+    character_negative: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -135,4 +143,6 @@ class RewriteResult:
             "negative_words": list(self.negative_words),
             "skipped": list(self.skipped),
             "aliases": dict(self.aliases),
+            "characters": self.characters,
+            "character_negative": list(self.character_negative),
         }
