@@ -473,3 +473,58 @@ def test_previews_in_the_lora_folder_use_the_webuis_thumbnail_route(webui: Stand
     to_url = preview_url_for(glue.host())
     assert to_url(Card(str(preview))) == url  # type: ignore[arg-type]
     assert to_url(Card(str(outside))) == "lora-studio/v1/previews/extra/x?v=5"  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------------
+# <char:NAME>
+
+
+def _character(webui: StandinWebUI, fixtures_dir: Path) -> Path:
+    """Lora/characters/hero: two versions (copies of the SD1.5 kohya output), trigger "herotok"."""
+    from lib_lora.characters import create_character
+
+    root = webui.lora_dir / "characters"
+    create_character(root, "hero", trigger="herotok")
+    for n in (1, 2):
+        _copy(fixtures_dir, SD15, root / "hero" / "lora" / f"hero_v{n}.safetensors")
+    webui.host().rescan(wait=True)
+    return root
+
+
+def test_char_tag_expanded_everywhere_and_recorded(webui: StandinWebUI, fixtures_dir: Path) -> None:
+    _character(webui, fixtures_dir)
+    webui.add_style("scene", "{prompt}, <char:hero:v1>", "bad hands")
+    processed = webui.txt2img("<char:HERO> at the beach", "lowres", enable_hr=True, batch_size=2, n_iter=1,
+                              styles=["scene"])
+    p = processed.p
+    drift = "different person, character change, inconsistent appearance"
+    expected = (
+        "mychar, <lora:hero_v2:1>, (herotok:1.3), same character, consistent appearance, at the beach, "
+        "<lora:hero_v1:1>"
+    )
+    assert p.all_prompts == [expected, expected] and p.all_hr_prompts == [expected, expected]
+    assert p.all_negative_prompts == [f"lowres, bad hands, {drift}"] * 2
+    assert p.all_hr_negative_prompts == [f"lowres, bad hands, {drift}"] * 2
+    assert p.negative_prompt == f"lowres, {drift}"
+    files = [Path(f).name for _, f in _applied(processed.images[0])]
+    assert files == ["hero_v2.safetensors", "hero_v1.safetensors"]
+    from modules import infotext_utils
+
+    params = infotext_utils.parse_generation_parameters(processed.infotexts[0])
+    assert params["Characters"] == "hero v2, hero v1"
+    assert params["Prompt"] == expected  # pasting reproduces the image without the library
+    assert processed.infotexts[0].count("different person") == 1
+
+
+def test_char_tag_img2img_settings_off_and_unknown(webui: StandinWebUI, fixtures_dir: Path) -> None:
+    _character(webui, fixtures_dir)
+    webui.set_option("lora_studio_character_anchors", False)
+    webui.set_option("lora_studio_character_drift", False)
+    processed = webui.img2img("<char:hero> in the rain", "neg")
+    assert processed.p.all_prompts == ["mychar, <lora:hero_v2:1>, (herotok:1.3), in the rain"]
+    assert processed.p.all_negative_prompts == ["neg"]
+    processed = webui.txt2img("<char:heor> x <lora:chars/kotori:1>")
+    assert "<char" not in processed.p.all_prompts[0]
+    comment = next(c for c in processed.p.comments if "heor" in c)
+    assert "not found (did you mean hero?)" in comment
+    assert "Characters:" not in processed.infotexts[0]

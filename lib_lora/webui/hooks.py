@@ -72,6 +72,10 @@ class _Run:
     warnings: list[str] = field(default_factory=list)
     registered: dict[str, str] = field(default_factory=dict)
     passthrough_reason: str = ""
+    #: the characters ``<char:NAME>`` expands to (lib_lora.characters), read once per job
+    characters: Any = None
+    #: the ``Characters`` infotext value per image index
+    character_records: dict[int, str] = field(default_factory=dict)
 
     def infotext_value(self, index: int) -> str | None:
         return self.infotexts.get(index) or None
@@ -137,9 +141,14 @@ def _start_run(p: Any) -> _Run | None:
         hr_checkpoint=hr_checkpoint,
         library=library,
         passthrough_reason=reason,
+        characters=_characters(p, h),
     )
     setattr(p, P_ATTR, run)
     p.extra_generation_params[_infotext_key()] = _InfotextValue(run)
+    if run.characters is not None:
+        from lib_lora.characters import INFOTEXT_KEY as CHARACTERS_KEY
+
+        p.extra_generation_params[CHARACTERS_KEY] = _CharactersValue(run)
     if reason:
         _warn(p, run, reason)
     elif builtin_networks() is None:
@@ -147,6 +156,20 @@ def _start_run(p: Any) -> _Run | None:
             p, run, "the built-in Lora extension is not loaded: LoRA tags are resolved but nothing loads them"
         )
     return run
+
+
+def _characters(p: Any, h: Any, extra: Sequence[str] = ()) -> Any:
+    """The character library when a prompt of the job names a ``<char:...>`` (``None`` otherwise)."""
+    from lib_lora.characters import characters_for_host, has_character_tags
+
+    texts = [*(getattr(p, "all_prompts", None) or []), *(getattr(p, "all_hr_prompts", None) or []), *extra]
+    if not any(has_character_tags(str(t)) for t in texts):
+        return None
+    try:
+        return characters_for_host(h)
+    except Exception as exc:
+        _console(f"cannot read the characters folder: {exc}")
+        return None
 
 
 def _hr_checkpoint_info(p: Any) -> Any | None:
@@ -187,6 +210,16 @@ class _InfotextValue:
         return self.run.infotext_value(int(index or 0))
 
 
+class _CharactersValue:
+    """Callable ``Characters`` infotext value (``alice v2``): which characters made each image."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+
+    def __call__(self, index: int = 0, **kwargs: Any) -> str | None:
+        return self.run.character_records.get(int(index or 0)) or None
+
+
 def _rewrite_slice(
     run: _Run,
     prompts: Sequence[str],
@@ -202,6 +235,7 @@ def _rewrite_slice(
         checkpoint=checkpoint,
         settings=run.settings,
         builtin_names=builtin_table(),
+        characters=run.characters,
     )
 
 
@@ -271,6 +305,8 @@ def process_hook(p: Any) -> None:
                 batch.results[offset].infotext,
                 hr_batch.results[offset].infotext if hr_batch is not None else "",
             )
+            _record_characters(run, index, batch.results[offset], hr_batch.results[offset] if hr_batch else None)
+            _negative_field(p, batch.results[offset])
         for warning in _batch_warnings(batch, hr_batch):
             _warn(p, run, warning)
 
@@ -282,6 +318,26 @@ def process_hook(p: Any) -> None:
     if hires:
         p.all_hr_prompts = hr_prompts
         p.all_hr_negative_prompts = hr_negatives
+
+
+def _record_characters(run: _Run, index: int, result: Any, hr_result: Any | None) -> None:
+    names = [n.strip() for r in (result, hr_result) if r is not None for n in r.characters.split(",") if n.strip()]
+    if names:
+        run.character_records[index] = ", ".join(dict.fromkeys(names))
+
+
+def _negative_field(p: Any, result: Any) -> None:
+    """Drift phrases also go into ``p.negative_prompt`` (each once; the raw field keeps its text)."""
+    added = getattr(result, "character_negative", ())
+    raw = getattr(p, "negative_prompt", None)
+    if not added or not isinstance(raw, str):
+        return
+    from lib_lora.triggers import PresenceIndex, missing_phrases
+
+    missing = missing_phrases(added, PresenceIndex(raw))
+    if missing:
+        body = raw.rstrip().rstrip(",")
+        p.negative_prompt = f"{body}, {', '.join(missing)}" if body.strip() else ", ".join(missing)
 
 
 def _apply(
@@ -330,6 +386,8 @@ def before_process_batch_hook(
     start = batch_number * batch_size
     span = range(start, start + len(prompts))
     negs = list(getattr(p, "negative_prompts", None) or [""] * len(prompts))
+    if run.characters is None and any("<char:" in str(pr).lower() for pr in prompts):
+        run.characters = _characters(p, host(), prompts)  # a script added a <char:...> after process()
     if any(pr not in run.produced for pr in prompts):
         batch = _rewrite_with_retry(p, run, prompts, negs, run.checkpoint)
         for offset, result in enumerate(batch.results):
@@ -338,6 +396,7 @@ def before_process_batch_hook(
                 prompts[offset] = result.prompt
                 _set_at(p, "all_prompts", index, result.prompt)
                 run.infotexts[index] = result.infotext
+                _record_characters(run, index, result, None)
             if offset < len(negs) and result.negative != negs[offset]:
                 p.negative_prompts[offset] = result.negative
                 _set_at(p, "all_negative_prompts", index, result.negative)
