@@ -60,6 +60,20 @@ SCENARIOS: dict[str, Any] = {
     },
     "lyco": {"request": {"prompt": "<lyco:chars/kotori:0.5> x"}},
     "disabled": {"request": {"prompt": "<lora:zk_alice:0.8> x"}, "options": {"lora_studio_enabled": False}},
+    "char": {
+        "request": {
+            "prompt": "<char:HERO> at the beach",
+            "negative_prompt": "lowres",
+            "styles": ["hero_v1"],
+            "batch_size": 2,
+            "enable_hr": True,
+            "hr_upscaler": "Latent",
+            "hr_scale": 2,
+            "denoising_strength": 0.5,
+        }
+    },
+    "char_img2img": {"kind": "img2img", "request": {"prompt": "<char:hero:v1:0.5> rain", "denoising_strength": 0.5}},
+    "char_unknown": {"request": {"prompt": "<char:heor> x"}},
     "paste_dup": {"kind": "paste", "from": "dup"},
     "regen_dup": {"from_paste": "paste_dup", "options": {"lora_studio_incompatible": "Allow silently"}},
     "paste_dup_fresh": {"kind": "paste", "from": "dup", "fresh": True},
@@ -83,6 +97,11 @@ def run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[st
     shutil.copyfile(fixtures_dir / SDXL, lora / "xl" / "myxl_style.safetensors")
     shutil.copyfile(fixtures_dir / SD15, lora / "a" / "dup.safetensors")
     shutil.copyfile(fixtures_dir / SDXL, lora / "b" / "dup.safetensors")
+    hero = lora / "characters" / "hero"  # a character: two versions, its trigger in prompts.txt
+    (hero / "lora").mkdir(parents=True)
+    for n in (1, 2):
+        shutil.copyfile(fixtures_dir / SD15, hero / "lora" / f"hero_v{n}.safetensors")
+    (hero / "prompts.txt").write_text("my notes stay\ntrigger: herotok\n", encoding="utf-8")
     sys.path.insert(0, str(REPO / "tests"))
     from factory import make_checkpoint
 
@@ -96,7 +115,10 @@ def run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[st
         "checkpoint": "sd15.safetensors",
         "clip_tokenizer": str(fixtures_dir / "clip-tokenizer"),
         "out": str(out),
-        "styles": [{"name": "alice", "prompt": "{prompt}, <lora:zk_alice:0.7>", "negative": "bad hands"}],
+        "styles": [
+            {"name": "alice", "prompt": "{prompt}, <lora:zk_alice:0.7>", "negative": "bad hands"},
+            {"name": "hero_v1", "prompt": "{prompt}, <char:hero:v1>", "negative": "bad hands"},
+        ],
         "scenarios": SCENARIOS,
     }
     cfg = root / "config.json"
@@ -145,7 +167,7 @@ def test_extension_loaded_into_the_real_webui(run: dict[str, Any]) -> None:
     assert "lora_studio_enabled" in run["settings_keys"] and "lora_studio_incompatible" in run["settings_keys"]
     builtin = Path(run["builtin_networks"])
     assert builtin.name == "networks.py" and builtin.parent.name in ("Lora", "sd_forge_lora")
-    assert run["scan"]["state"] == "done" and run["scan"]["total"] == 5
+    assert run["scan"]["state"] == "done" and run["scan"]["total"] == 7
     assert "/lora-studio/v1/loras" in run["api_routes"], run["api_routes"]  # mounted on the WebUI's app
     assert run["ui_tabs"] == ["LoRA Studio", "Train LoRA"], run["ui_tabs"]  # browser panel and Train tab, built with the WebUI's gradio
     print("WebUI:", run["flavor"], run["versions"])
@@ -255,3 +277,29 @@ def test_vram_queue_and_access(run: dict[str, Any]) -> None:
     assert run["vram"]["freed"], run["vram"]  # A1111: model to CPU and back; Forge: unload_all_models
     assert run["queue_lock_held"]  # nobody else could take the WebUI's queue lock meanwhile
     assert run["remote"] == {"is_remote": False, "auth": False}
+
+
+DRIFT = "different person, character change, inconsistent appearance"
+HERO = "mychar, <lora:hero_v2:1>, (herotok:1.3), same character, consistent appearance, at the beach, <lora:hero_v1:1>"
+
+
+def test_char_tag_txt2img_styles_hires_batch(run: dict[str, Any]) -> None:
+    s = _scenario(run, "char")
+    assert s["all_prompts"] == [HERO, HERO]
+    assert s["all_hr_prompts"] == [HERO, HERO]
+    assert s["all_negative_prompts"] == [f"lowres, bad hands, {DRIFT}"] * 2
+    assert _files(run, s["loaded_per_pass"]) == ["characters/hero/lora/hero_v2.safetensors",
+                                                 "characters/hero/lora/hero_v1.safetensors"]
+    assert _files(run, s["loaded_per_pass"], hr=True) == _files(run, s["loaded_per_pass"])
+    info = s["infotexts"][0]
+    assert "Characters: hero v2, hero v1" in info or 'Characters: "hero v2, hero v1"' in info
+    assert info.startswith(HERO) and info.count("different person") == 1
+
+
+def test_char_tag_img2img_and_unknown(run: dict[str, Any]) -> None:
+    s = _scenario(run, "char_img2img")
+    assert s["all_prompts"] == ["mychar, <lora:hero_v1:0.5>, (herotok:1.3), same character, consistent appearance, rain"]
+    assert _files(run, s["loaded_per_pass"]) == ["characters/hero/lora/hero_v1.safetensors"]
+    u = _scenario(run, "char_unknown")
+    assert "<char" not in u["all_prompts"][0]
+    assert any("character 'heor' not found (did you mean hero?)" in c for c in u["comments"])
