@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "check a dataset, plan and run a kohya sd-scripts LoRA training"),
     "serve": ("serve", "run the standalone LoRA Studio app (browser panel, Train tab, resolve preview)"),
     "demo": ("demo", "write a small demo LoRA library (real headers, zero weights)"),
+    "characters": ("characters", "list the characters (LoRA versions, references, expressions, prompts.txt)"),
 }
 
 

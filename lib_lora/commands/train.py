@@ -1,4 +1,4 @@
-"""``python -m lib_lora train FOLDER --base CHECKPOINT --trigger WORD [...]``: check a dataset, plan a kohya
+"""``python -m lib_lora train FOLDER --base CHECKPOINT --trigger WORD [--character NAME] [...]``: check a dataset, plan a kohya
 sd-scripts LoRA training and run it (or, with ``--dry-run``, show the exact command without starting it).
 
 The base model's architecture is read from the checkpoint's safetensors header (never unpickled); pass
@@ -51,7 +51,11 @@ def default_trainer_python(data_dir: str | None = None, sd_scripts_dir: str | No
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder", help="training images: a flat folder, or a kohya parent of <repeats>_<name> folders")
     p.add_argument("--base", required=True, metavar="CHECKPOINT", help="base model checkpoint (.safetensors)")
-    p.add_argument("--trigger", required=True, metavar="WORD", help="the unique trigger word the LoRA learns")
+    p.add_argument("--trigger", metavar="WORD", help="the unique trigger word the LoRA learns (required, except "
+                   "for an existing --character: its prompts.txt gives it)")
+    p.add_argument("--character", metavar="NAME", help="train the next version of this character: saved as "
+                   "characters/<NAME>/lora/<NAME>_v<N>.safetensors in --lora-dir (or $LORA_STUDIO_CHARACTERS), "
+                   "with reference images from the dataset and a prompts.txt")
     p.add_argument("--preset", default="default", choices=PRESET_NAMES, help="training preset (default: %(default)s)")
     p.add_argument("--kind", default="character", choices=KINDS, help="what the LoRA is for (default: %(default)s)")
     p.add_argument("--arch", choices=ARCH_CHOICES, help="base architecture, when it cannot be read from the checkpoint")
@@ -227,7 +231,30 @@ def build(args: argparse.Namespace) -> tuple[DatasetReport, TrainingPlan | None,
     return report, plan, None
 
 
+def _character(args: argparse.Namespace) -> Any:
+    """``--character``: the character and version this training makes; fills in --trigger and --name."""
+    if not args.character:
+        if not args.trigger:
+            raise TrainingError("--trigger is required (or --character NAME for an existing character)")
+        return None
+    from lib_lora.characters import CharacterError, character_root
+    from lib_lora.characters.training import character_training
+
+    root = character_root(None, [os.path.abspath(args.lora_dir)] if args.lora_dir else [])
+    if root is None:
+        raise TrainingError("--character needs --lora-dir (its characters/ folder) or LORA_STUDIO_CHARACTERS")
+    try:
+        ct = character_training(root, args.character, args.trigger)
+    except CharacterError as exc:
+        raise TrainingError(str(exc)) from None
+    if args.name and args.name != ct.output_name:
+        raise TrainingError(f"--name cannot be used with --character: the file is named {ct.output_name}")
+    args.trigger, args.name = ct.trigger, ct.output_name
+    return ct
+
+
 def run(args: argparse.Namespace) -> int:
+    args.character_training = _character(args)
     report, plan, error = build(args)
     print(report.format())
     print()
@@ -276,14 +303,22 @@ def _start(plan: TrainingPlan, args: argparse.Namespace) -> int:
     manager = JobManager(data_dir)
     meta: dict[str, Any] = {"plan": plan.to_dict(), "source": "cli"}
     service = None
-    if args.lora_dir:
+    character: Any = getattr(args, "character_training", None)
+    if args.lora_dir or character is not None:
         from lib_lora.host import StandaloneHost
         from lib_lora.train.service import TrainingService, install_intent
 
-        lora_dir = os.path.abspath(args.lora_dir)
-        if not os.path.isdir(lora_dir):
+        lora_dir = os.path.abspath(args.lora_dir or (character.root if character is not None else "."))
+        if not os.path.isdir(lora_dir) and args.lora_dir:
             raise TrainingError(f"--lora-dir {lora_dir} is not a folder")
         meta["install"] = install_intent(plan, lora_dir, os.path.basename(plan.base_checkpoint))
+        if character is not None:
+            from lib_lora.characters.training import pick_references
+
+            refs = pick_references(args.folder, args.caption_extension)
+            meta["install"]["character"] = character.intent(refs)
+            print(f"character {character.name}: version v{character.version}"
+                  + (" (new character)" if character.new else "") + f", {len(refs)} reference image(s)")
         service = TrainingService(StandaloneHost([lora_dir], data_dir=data_dir), manager, install_pending=False)
     printer = _progress_printer()
     unsubscribe = None

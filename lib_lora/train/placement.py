@@ -203,7 +203,16 @@ def install_job(record: JobRecord, host: Any) -> InstalledLora:
         try:
             result = TrainedLora.from_job(record, intent)
             roots = [os.fspath(r) for r in host.lora_roots()]
-            installed = place_lora(result, lora_folder_destination(intent, roots, result), host)
+            character = intent.get("character")
+            if isinstance(character, dict):  # a character's next version (lib_lora.characters.training)
+                from lib_lora.characters import training as char_training
+
+                installed = place_lora(result, Destination(*char_training.destination_args(character)), host)
+                notes = char_training.finish_install(character)
+                if notes:
+                    installed = dataclasses.replace(installed, message=f"{installed.message} ({'; '.join(notes)})")
+            else:
+                installed = place_lora(result, lora_folder_destination(intent, roots, result), host)
         except Exception as exc:
             message = str(exc) if isinstance(exc, LoraStudioError) else f"{type(exc).__name__}: {exc}"
             write_result(record.job_dir, {"error": message, "at": time.time()})

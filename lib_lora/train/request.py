@@ -48,6 +48,11 @@ class TrainingRequest:
     overrides: Mapping[str, Any] = field(default_factory=dict)  # further make_plan overrides
     extra_args: tuple[str, ...] = ()  # further sd-scripts options (checked against the option table)
     source: str = "tab"  # who asked: "tab" | "api" | …
+    #: train a version of this character (lib_lora.characters): saved as characters/<name>/lora/<name>_v<N>;
+    #: ``trigger`` may then be empty for an existing character (its prompts.txt gives it)
+    character: str | None = None
+    #: dataset images copied into the character's reference/ (None: a few front-facing ones)
+    references: tuple[str, ...] | None = None
 
     def plan_overrides(self) -> dict[str, Any]:
         ov: dict[str, Any] = dict(self.overrides)
@@ -75,6 +80,8 @@ def request_from_mapping(data: Mapping[str, Any]) -> TrainingRequest:
         kw["gpu_ids"] = tuple(int(g) for g in kw["gpu_ids"])
     if kw.get("extra_args") is not None:
         kw["extra_args"] = tuple(str(a) for a in kw["extra_args"])
+    if kw.get("references") is not None:
+        kw["references"] = tuple(str(r) for r in kw["references"])
     return TrainingRequest(**kw)
 
 

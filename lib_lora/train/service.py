@@ -25,6 +25,7 @@ their own modules and are re-exported here for the callers that import them from
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import stat
@@ -258,6 +259,9 @@ class TrainingService:
         if request.kind not in KINDS:
             raise TrainingError(f"unknown LoRA kind {request.kind!r} (choose one of: {', '.join(KINDS)})")
         folder = validate_folder(request.folder)
+        character = self._character(request)
+        if character is not None:  # trained as <name>_v<N> so the alias kohya writes is the file's stem
+            request = dataclasses.replace(request, trigger=character.trigger, output_name=character.output_name)
         trigger = validate_trigger(request.trigger)
         name = validate_output_name(request.output_name) if request.output_name else default_output_name(trigger)
         ckpt_path, ckpt_name = self.resolve_checkpoint(request.base)
@@ -353,13 +357,37 @@ class TrainingService:
 
     def _meta(self, plan: TrainingPlan, request: TrainingRequest, ckpt_name: str) -> dict[str, Any]:
         roots = [os.fspath(r) for r in self.host.lora_roots()]
+        intent = install_intent(plan, roots[0] if roots else None, ckpt_name, request.preferred_weight)
+        character = self._character(request)
+        if character is not None:
+            from lib_lora.characters.training import pick_references
+
+            refs = request.references
+            if refs is None:
+                refs = tuple(pick_references(request.folder, request.caption_extension))
+            intent["character"] = character.intent(refs)
         return {
             "plan": plan.to_dict(),
             "source": request.source,
             "trigger": plan.trigger,
             "base_name": ckpt_name,
-            "install": install_intent(plan, roots[0] if roots else None, ckpt_name, request.preferred_weight),
+            "install": intent,
         }
+
+    def _character(self, request: TrainingRequest) -> Any:
+        """The character the request trains a version of (``None``: an ordinary LoRA)."""
+        if not request.character:
+            return None
+        from lib_lora.characters import character_root
+        from lib_lora.characters.create import CharacterError
+        from lib_lora.characters.training import character_training
+
+        settings = self.host.settings()
+        root = character_root(getattr(settings, "characters_root", ""), self.host.lora_roots())
+        try:
+            return character_training(root, request.character, request.trigger)
+        except CharacterError as exc:
+            raise TrainingError(str(exc)) from None
 
     def _bind(self, job_id: str) -> None:
         self._hold.bind(job_id)
