@@ -83,7 +83,7 @@ class JobRequest(BaseModel):
 
     dataset: NameText = Field(..., description="folder of training images")  # type: ignore[valid-type]
     base: NameText = Field(..., description="base checkpoint title or name (see /checkpoints)")  # type: ignore[valid-type]
-    trigger: IdText = Field(..., description="the unique trigger word")  # type: ignore[valid-type]
+    trigger: IdText = Field("", description="the unique trigger word (may be empty for an existing character)")  # type: ignore[valid-type]
     preset: IdText = Field("default", description="default | fast | gui-defaults")  # type: ignore[valid-type]
     kind: IdText = Field("character", description="character | style | concept")  # type: ignore[valid-type]
     steps: Optional[int] = Field(None, ge=1, le=1_000_000, description="optimizer steps (default: auto)")  # noqa: UP045
@@ -91,6 +91,8 @@ class JobRequest(BaseModel):
     caption_extension: IdText = ".txt"  # type: ignore[valid-type]
     gpu_ids: Optional[List[int]] = Field(None, description="GPU ids (several: multi-GPU)")  # noqa: UP006, UP045
     options: Dict[str, Any] = Field(default_factory=dict, description="plan overrides: batch_size, lr, dim, alpha, resolution, ...")  # noqa: UP006
+    character: Optional[IdText] = Field(None, description="train the next version of this character (characters/<name>/lora/<name>_v<N>)")  # type: ignore[valid-type]  # noqa: UP045
+    references: Optional[List[NameText]] = Field(None, description="dataset images for the character's reference/ (default: a few front-facing)")  # type: ignore[valid-type]  # noqa: UP006, UP045
 
 
 class LoraPageModel(BaseModel):
@@ -302,6 +304,8 @@ class _Context:
             caption_extension=body.caption_extension,
             overrides=dict(body.options),
             source="api",
+            character=body.character or None,
+            references=tuple(body.references) if body.references is not None else None,
         )
         return str(self.service().start(request))
 
@@ -467,6 +471,8 @@ def make_router(host: Any, *, jobs: Any = None) -> APIRouter:
     def create_job(body: JobRequest) -> Any:
         ctx.refuse_remote("training")
         for key in ("dataset", "base", "trigger"):
+            if key == "trigger" and body.character:
+                continue  # an existing character's prompts.txt gives it
             if not str(getattr(body, key)).strip():
                 raise _problem(422, f"{key} must not be empty")
         manager = ctx.jobs()
@@ -500,6 +506,9 @@ def make_router(host: Any, *, jobs: Any = None) -> APIRouter:
             raise _problem(409, str(exc)) from None
         return ctx.job_json(ctx.jobs().get(new_id))
 
+    from lib_lora.api_characters import add_routes as add_character_routes
+
+    add_character_routes(router, host, problem=_problem, refuse_remote=ctx.refuse_remote)
     return router
 
 

@@ -276,11 +276,13 @@ def catalog_cache_for(host: Any) -> CatalogCache:
 def resolve_preview(host: Any, prompt: str, negative: str, checkpoint: Detection | None) -> dict[str, Any]:
     """Rewrite ``prompt`` as the WebUI hook would (nothing is changed anywhere) and return the result."""
     from lib_lora import rewrite
+    from lib_lora.characters import characters_for_host, has_character_tags
 
     library = host.library()
     settings = host.settings()
+    characters = characters_for_host(host) if has_character_tags(prompt) else None
     fn = getattr(rewrite, "preview", None)
     if callable(fn):
-        result = fn(prompt, negative, library, checkpoint, settings)
+        result = fn(prompt, negative, library, checkpoint, settings, None, characters)
         return dict(result) if isinstance(result, Mapping) else result.to_dict()
     return rewrite.rewrite_prompt(prompt, negative, library, checkpoint=checkpoint, settings=settings).to_dict()
