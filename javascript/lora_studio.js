@@ -1,6 +1,7 @@
 // LoRA Studio browser panel behaviour (A1111 / Forge / standalone; gradio 3.41 and 4.40).
 //
 // - click a card: insert <lora:name:weight> and its trigger words into the active prompt at the cursor;
+//   click a character card: insert <char:NAME> (expanded by the prompt hook at generation);
 //   click it again: remove them (and the sidecar's negative text from the negative prompt);
 // - the "i" button on a card and the page links talk to python through a hidden command box;
 // - the checkpoint dropdown is watched, so compatibility badges follow the selected checkpoint.
@@ -199,6 +200,25 @@
         markCards();
     }
 
+    function charRegex(name) {
+        return new RegExp("[ \\t]*<char:" + escapeRe(name) + "(?::[^>]*)?>[ \\t]*,?", "i");
+    }
+
+    // a character card: insert <char:NAME> (a second click removes it); LoRA Studio expands it at generation
+    function toggleCharacter(card) {
+        const name = card.dataset.char || "";
+        const [prompt] = targetPrompts(card);
+        if (!prompt || !name) return;
+        const re = charRegex(name);
+        if (re.test(prompt.value)) {
+            prompt.value = tidy(prompt.value.replace(re, " "));
+            notify(prompt);
+        } else {
+            insertAt(prompt, "<char:" + name + ">");
+        }
+        markCards();
+    }
+
     function insertWord(el, word) {
         const [prompt] = targetPrompts(el);
         if (prompt && !hasPhrase(prompt.value, word)) insertAt(prompt, word);
@@ -209,6 +229,9 @@
         const text = prompt ? prompt.value : "";
         app().querySelectorAll(".lss-card").forEach(function (card) {
             card.classList.toggle("lss-in-prompt", !!text && tagRegex(card.dataset.name || "\u0000").test(text));
+        });
+        app().querySelectorAll(".lss-char-card").forEach(function (card) {
+            card.classList.toggle("lss-in-prompt", !!text && charRegex(card.dataset.char || "\u0000").test(text));
         });
     }
 
@@ -242,6 +265,12 @@
             insertWord(word, word.dataset.word || "");
             return;
         }
+        const charCard = t.closest(".lss-char-card");
+        if (charCard) {
+            ev.preventDefault();
+            toggleCharacter(charCard);
+            return;
+        }
         const card = t.closest(".lss-card");
         if (!card) return;
         ev.preventDefault();
@@ -257,6 +286,10 @@
         if ((ev.key === "Enter" || ev.key === " ") && t && t.classList && t.classList.contains("lss-card")) {
             ev.preventDefault();
             toggleCard(t);
+        }
+        if ((ev.key === "Enter" || ev.key === " ") && t && t.classList && t.classList.contains("lss-char-card")) {
+            ev.preventDefault();
+            toggleCharacter(t);
         }
     });
 
@@ -313,6 +346,7 @@
     window.loraStudio = {
         send: send,
         toggleCard: toggleCard,
+        toggleCharacter: toggleCharacter,
         hasPhrase: hasPhrase,
         targetPrompts: targetPrompts,
         currentPrompts: function (p, n) {

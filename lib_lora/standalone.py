@@ -208,6 +208,10 @@ def build_ui(host: StandaloneHost, *, demo: bool = False, note: str = "") -> Any
         with gr.Tabs():
             with gr.Tab("LoRAs", elem_id="lora_studio_tab_browser"):
                 build_browser(host, demo=demo, prompt=prompt, negative=negative)
+            with gr.Tab("Characters", elem_id="lora_studio_tab_characters"):
+                from lib_lora.ui.characters_view import build_characters
+
+                build_characters(host)
             with gr.Tab("Train", elem_id="lora_studio_tab_train"):
                 _train_tab(host)
     cg.queue(blocks)

@@ -83,9 +83,15 @@ def _train_tab(h: WebUIHost) -> Any:
 
 
 def _browser_tab(h: WebUIHost) -> Any:
-    from lib_lora.ui.browser import build_browser
+    import gradio as gr
 
-    return build_browser(h)
+    from lib_lora.ui.browser import build_browser
+    from lib_lora.ui.characters_view import build_characters
+
+    panel = build_browser(h)
+    with gr.Accordion("Characters", open=True, elem_id="lora_studio_characters_accordion"):
+        build_characters(h)
+    return panel
 
 
 def _register_default_components() -> None:
