@@ -19,7 +19,7 @@ from PIL import Image
 from lib_lora import synth
 from lib_lora.safetensors_header import write_file
 
-__all__ = ["PRESETS", "make_checkpoint", "make_file", "make_lora"]
+__all__ = ["PRESETS", "make_checkpoint", "make_file", "make_lora", "png_bytes"]
 
 PRESETS = tuple(synth.PRESETS)
 
@@ -66,3 +66,16 @@ def make_images(folder: Path, n: int = 16, caption: str | None = "zed, photo") -
         if caption is not None:
             (folder / f"{i:02d}.txt").write_text(caption, encoding="utf-8")
     return folder
+
+
+def png_bytes(width: int = 8, height: int = 8, rgb: tuple[int, int, int] = (200, 40, 40)) -> bytes:
+    """A valid RGB PNG of one colour, made with zlib alone (no Pillow needed)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" + bytes(rgb) * width
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.gradio
 
 fastapi = pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
-from factory import make_lora  # noqa: E402
+from factory import make_lora, png_bytes  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from lib_lora import api  # noqa: E402
@@ -19,10 +19,7 @@ from lib_lora.characters import ENV_ROOT, create_character  # noqa: E402
 from lib_lora.host import StandaloneHost  # noqa: E402
 
 P = "/lora-studio/v1"
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
-)
+PNG = png_bytes()
 
 
 def _client(tmp_path: Path, **kw: Any) -> tuple[TestClient, StandaloneHost, Path]:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from factory import make_lora
+from factory import make_lora, png_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,10 +24,7 @@ from lib_lora.characters import (
 )
 from lib_lora.characters.promptsfile import DEFAULT_ANCHORS, DEFAULT_DRIFT, FIELDS
 
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
-)
+PNG = png_bytes()
 
 
 def _png(path: Path) -> Path:

@@ -6,16 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from factory import make_checkpoint, make_lora
+from factory import make_checkpoint, make_lora, png_bytes
 
 from lib_lora.characters import ENV_ROOT, CharacterError, create_character, scan_characters
 from lib_lora.host import StandaloneHost
 from lib_lora.ui.characters_view import CharactersController
 
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
-)
+PNG = png_bytes()
 
 
 @pytest.fixture
