@@ -98,3 +98,13 @@ def test_the_view_builds_in_this_gradio(host: StandaloneHost) -> None:
     ids = {getattr(b, "elem_id", None) for b in blocks.blocks.values()}
     assert {"lora_studio_char_cards", "lora_studio_char_pick", "lora_studio_char_save",
             "lora_studio_char_create", "lora_studio_char_files", "lora_studio_tab_characters"} <= ids
+
+
+def test_train_tab_form_carries_the_character() -> None:
+    pytest.importorskip("gradio")
+    from lib_lora.ui.train_tab import request_from_form
+
+    req = request_from_form("/d", "", "sd15", "default", "character", 0, 0, "", 0, 0, 0, "", "", "auto", 0.8, True,
+                            " hero ")
+    assert req.character == "hero" and req.trigger == ""
+    assert request_from_form("/d", "t", "b").character is None

@@ -385,6 +385,7 @@ def request_from_form(
     steps: Any = None, batch_size: Any = None, learning_rate: Any = None, network_dim: Any = None,
     network_alpha: Any = None, resolution: Any = None, gpus: Any = "", output_name: Any = "",
     arch: Any = ARCH_AUTO, preferred_weight: Any = DEFAULT_PREFERRED_WEIGHT, free_vram: Any = True,
+    character: Any = "",
 ) -> TrainingRequest:
     """The tab's fields as a :class:`TrainingRequest` (empty or 0 = the preset's value)."""
     weight = _opt_number(preferred_weight, "preferred weight", integer=False)
@@ -406,6 +407,7 @@ def request_from_form(
         preferred_weight=DEFAULT_PREFERRED_WEIGHT if weight is None else weight,
         free_vram=bool(free_vram),
         source="tab",
+        character=str(character or "").strip() or None,
     )
 
 
@@ -708,6 +710,15 @@ class TrainTab:
     refresh: Any = None
 
 
+def _character_names(host: Any) -> list[str]:
+    try:
+        from lib_lora.characters import characters_for_host
+
+        return ["", *characters_for_host(host).names]
+    except Exception:
+        return [""]
+
+
 def build_train_tab(host: Any, service: TrainingService | None = None, *,
                     poll_seconds: float = POLL_SECONDS) -> TrainTab:
     """Build the Train LoRA tab inside an open ``gr.Blocks()`` (or tab) for ``host``."""
@@ -750,6 +761,12 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
                                           elem_id=TAB_ID + "_preset", info="; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()))
                     c["kind"] = cg.make(gr.Radio, label="What it learns", choices=list(KINDS), value="character",
                                         elem_id=TAB_ID + "_kind")
+                    c["character"] = cg.make(
+                        gr.Dropdown, label="Character (an existing one, or type a new name; empty: a plain LoRA)",
+                        choices=_character_names(host), value="", allow_custom_value=True, interactive=not remote,
+                        elem_id=TAB_ID + "_character",
+                        info="saved as characters/<name>/lora/<name>_v<N> with reference images and prompts.txt",
+                    )
                 with gr.Accordion("Advanced", open=False):
                     with gr.Row():
                         c["steps"] = cg.make(gr.Number, label="Steps (0 = auto)", value=0, precision=0,
@@ -811,7 +828,8 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
                 c["seen"] = gr.State({"samples": None, "ids": tuple(ids)})
 
     form = [c["folder"], c["trigger"], c["base"], c["preset"], c["kind"], c["steps"], c["batch"], c["lr"], c["dim"],
-            c["alpha"], c["resolution"], c["gpus"], c["output_name"], c["arch"], c["weight"], c["free_vram"]]
+            c["alpha"], c["resolution"], c["gpus"], c["output_name"], c["arch"], c["weight"], c["free_vram"],
+            c["character"]]
 
     def refresh(job_id: str | None, seen: dict[str, Any] | None) -> tuple[Any, ...]:
         p = ctl.poll(job_id or None)
