@@ -867,3 +867,44 @@ def test_user_data_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     blocker.write_text("x")
     with pytest.raises(LibraryError, match="cannot create"):
         paths.user_data_dir(blocker / "sub", ensure=True)
+
+
+# --- hostile files -------------------------------------------------------------------------------
+
+
+def _raw_safetensors(path: Path, header: dict, data: bytes) -> Path:
+    raw = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + data)
+    return path
+
+
+def test_hostile_files_are_listed_with_one_line_reasons(tmp_path: Path, index: Path) -> None:
+    r = tmp_path / "loras"
+    u8 = {"dtype": "U8", "shape": [4]}
+    _raw_safetensors(r / "overlap.safetensors", {"a": {**u8, "data_offsets": [0, 4]}, "b": {**u8, "data_offsets": [2, 6]}}, b"\0" * 6)
+    _raw_safetensors(r / "gap.safetensors", {"a": {**u8, "data_offsets": [0, 4]}}, b"\0" * 9)
+    (r / "zipped.safetensors").write_bytes(b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + b"\0" * 64)
+    (r / "pickled.safetensors").write_bytes(pickle.dumps({"w": [1, 2, 3]}, protocol=4))
+    nonstr = tiny(r / "nonstring.safetensors", {"ss_output_name": "nonstr"})
+    data = nonstr.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    header["__metadata__"]["modelspec.trigger_phrase"] = {"a": 1}
+    _raw_safetensors(nonstr, header, data[8 + n:])
+    tiny(r / "fine.safetensors")
+    lib = Library([r], index, workers=0)
+    result = lib.scan()
+    errors = dict(result.errors)
+    expect = {"overlap": "overlap", "gap": "gap", "zipped": "PyTorch pickle/zip checkpoint, not safetensors — never opened",
+              "pickled": "PyTorch pickle/zip checkpoint, not safetensors — never opened",
+              "nonstring": "metadata value is not a string"}
+    for stem, words in expect.items():
+        entry = lib.lookup(stem).entry
+        assert entry is not None and entry.error is not None and words in entry.error, (stem, entry)
+        assert "\n" not in entry.error and errors[entry.path] == entry.error
+        assert entry.detection is None and dict(entry.metadata) == {}
+    bad = lib.lookup("nonstring").entry
+    assert bad is not None and bad.alias is None and bad.trigger_words == () and "WebUI cannot load" in bad.error
+    assert not lib.lookup("nonstr").found
+    assert lib.lookup("fine").entry.error is None
