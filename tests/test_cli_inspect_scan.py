@@ -236,3 +236,29 @@ def test_demo_checkpoints_for_scan(tmp_path: Path, fixtures_dir: Path) -> None:
     if detector_ready(fixtures_dir):
         det = architecture.detect(read_header(ckpt))
         assert det.kind == "checkpoint" and det.architecture == "sdxl"
+
+
+def test_scan_names_links_outside_the_folders_and_followed_linked_folders(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    r = tmp_path / "loras"
+    r.mkdir()
+    target = tmp_path / "downloads" / "stray.safetensors"
+    target.parent.mkdir()
+    write_file(target, TINY, {}, sparse=True)
+    (r / "stray.safetensors").symlink_to(target)
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    write_file(drive / "packed.safetensors", TINY, {}, sparse=True)
+    (r / "drive").symlink_to(drive, target_is_directory=True)
+    code, out, err = run_cli(capsys, "scan", str(r), "--index", str(tmp_path / "i.db"))
+    assert code == 0, err
+    stray = next(line for line in out.splitlines() if line.startswith("stray"))
+    assert f"links outside the LoRA folders → {target}" in stray
+    assert "packed" in out and out.count("links outside") == 1
+    assert [line for line in out.splitlines() if line.startswith("info:")] == [
+        f"info: followed the linked folder {r / 'drive'} → {drive}"]
+    code, out, _ = run_cli(capsys, "scan", str(r), "--index", str(tmp_path / "i.db"), "--json")
+    doc = json.loads(out)
+    assert doc["scan"]["linked_folders"] == [{"link": str(r / "drive"), "target": str(drive)}]
+    (entry,) = [e for e in doc["loras"] if e["name"] == "stray"]
+    assert entry["link_outside"] == str(target) and any("links outside" in p for p in entry["problems"])

@@ -245,7 +245,7 @@ def test_editing_a_copy_of_the_code_rereads_old_rows(root: Path, index: Path, tm
 def test_reader_worker_command_starts_and_reads(root: Path) -> None:
     """The command that starts a reader process imports the worker and answers a job with index rows."""
     lib = Library([root], workers=0)
-    found, _errors = library_scan._walk(lib.roots)
+    found, _errors, _links = library_scan._walk(lib.roots)
     job = {"fingerprint": "fp", "files": [library_scan._found_to_json(f) for f in found]}
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(library.__file__).resolve().parents[2])
@@ -908,3 +908,39 @@ def test_hostile_files_are_listed_with_one_line_reasons(tmp_path: Path, index: P
     assert bad is not None and bad.alias is None and bad.trigger_words == () and "WebUI cannot load" in bad.error
     assert not lib.lookup("nonstr").found
     assert lib.lookup("fine").entry.error is None
+
+
+def test_a_linked_file_pointing_outside_the_roots_is_listed_with_its_target(tmp_path: Path, index: Path) -> None:
+    r = tmp_path / "loras"
+    tiny(r / "mine.safetensors")
+    elsewhere = tiny(tmp_path / "downloads" / "stray.safetensors", {"ss_output_name": "stray"})
+    (r / "linked.safetensors").symlink_to(elsewhere)
+    drive = tmp_path / "other-drive" / "packs"
+    tiny(drive / "packed.safetensors")
+    (r / "drive").symlink_to(drive, target_is_directory=True)
+    lib = Library([r], index, workers=0)
+    result = lib.scan()
+    linked = lib.get(r / "linked.safetensors")
+    assert linked is not None and linked.path == str(r / "linked.safetensors")
+    assert linked.link_outside == str(elsewhere.resolve()) and linked.error is None
+    assert f"{r / 'linked.safetensors'} links outside the LoRA folders → {elsewhere.resolve()}" in linked.problems
+    assert linked.detection is not None and lib.lookup("stray").entry == linked  # still usable
+    assert linked.to_dict()["link_outside"] == str(elsewhere.resolve())
+    # a linked folder is followed as before, without a problem; the scan names it
+    packed = lib.get(r / "drive" / "packed.safetensors")
+    assert packed is not None and packed.link_outside is None and packed.problems == ()
+    assert result.links == ((str(r / "drive"), str(drive.resolve())),)
+    assert lib.get(r / "mine.safetensors").link_outside is None
+    # kept in the index (a warm start knows it) and by reader processes
+    warm = Library([r], index)
+    assert warm.get(r / "linked.safetensors").link_outside == str(elsewhere.resolve())
+    assert Library([r], index).scan().reads == 0
+    for i in range(60):
+        tiny(r / "many" / f"m{i}.safetensors")
+    par = Library([r], tmp_path / "par.db", workers=2)
+    par.scan()
+    assert par.get(r / "linked.safetensors").link_outside == str(elsewhere.resolve())
+    # once the target's folder is a LoRA folder too, the link is no longer outside
+    both = Library([r, tmp_path / "other-drive", tmp_path / "downloads"], index, workers=0)
+    both.scan()
+    assert all(e.link_outside is None for e in both.entries())

@@ -123,6 +123,8 @@ def _problems(e: Any, dup_count: int) -> list[str]:
     out = []
     if e.error:
         out.append("unreadable: " + e.error.split(": ", 1)[-1] if e.error.startswith(e.path) else e.error)
+    if e.link_outside:
+        out.append(f"links outside the LoRA folders → {e.link_outside}")
     if e.legacy:
         out.append("legacy pickle (not inspected)")
     if dup_count > 1:
@@ -193,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
                 "added": len(result.added), "changed": len(result.changed), "removed": len(result.removed),
                 "unchanged": result.unchanged, "reads": result.reads, "seconds": round(result.seconds, 4),
                 "errors": [{"path": p, "message": m} for p, m in result.errors], "notes": list(result.notes),
+                "linked_folders": [{"link": link, "target": target} for link, target in result.links],
             },
             "checkpoint": None if ckpt_path is None else {
                 "path": ckpt_path,
@@ -257,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
         summary = ", ".join(f"{n} {lvl}" for lvl, n in sorted(levels.items(), key=lambda kv: -kv[1]))
         out.write(f"checkpoint {os.path.basename(ckpt_path)}: {arch}{'/' + fam if fam else ''} — {summary}\n")
     out.write(f"index: {lib.index_path}\n")
+    for link, target in result.links:
+        out.write(f"info: followed the linked folder {link} → {target}\n")
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     for path, message in result.errors:
