@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Any
 
+from lib_lora.safetext import unfiltered, visible
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dirs", nargs="+", metavar="DIR", help="LoRA folders (searched recursively, linked folders followed)")
@@ -43,13 +45,15 @@ class _Progress:
             return
         self.last = now
         self.shown = True
-        sys.stderr.write(f"\r{self.label} {done}/{total} …\033[K")
-        sys.stderr.flush()
+        err = unfiltered(sys.stderr)  # its own escape sequence: clear to the end of the line
+        err.write(f"\r{self.label} {done}/{total} …\033[K")
+        err.flush()
 
     def close(self) -> None:
         if self.shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+            err = unfiltered(sys.stderr)
+            err.write("\r\033[K")
+            err.flush()
 
 
 def _checkpoint_detection(path: str) -> Any:
@@ -141,10 +145,10 @@ def _cut(text: str, width: int) -> str:
 
 
 def _table(rows: list[list[str]], headers: list[str], caps: list[int], term_width: int | None) -> str:
-    widths = [min(max([len(h)] + [len(r[i]) for r in rows]), caps[i]) for i, h in enumerate(headers)]
+    widths = [min(max([len(h)] + [len(visible(r[i])) for r in rows]), caps[i]) for i, h in enumerate(headers)]
     lines = []
     for r in [headers, *rows]:
-        cells = [_cut(c, widths[i]).ljust(widths[i]) if i < len(r) - 1 else _cut(c, widths[i]) for i, c in enumerate(r)]
+        cells = [_cut(visible(c), widths[i]).ljust(widths[i]) if i < len(r) - 1 else _cut(c, widths[i]) for i, c in enumerate(r)]
         line = "  ".join(cells).rstrip()
         if term_width:
             line = _cut(line, term_width)
@@ -244,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     if multi_root:
         for i, r in enumerate(lib.roots, 1):
-            out.write(f"[{i}] {r}\n")
+            out.write(visible(f"[{i}] {r}") + "\n")
     if rows:
         out.write(_table(rows, headers, caps, term) + "\n\n")
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(arch_counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -259,12 +263,12 @@ def run(args: argparse.Namespace) -> int:
         fam = getattr(ckpt_det, "family", None)
         summary = ", ".join(f"{n} {lvl}" for lvl, n in sorted(levels.items(), key=lambda kv: -kv[1]))
         out.write(f"checkpoint {os.path.basename(ckpt_path)}: {arch}{'/' + fam if fam else ''} — {summary}\n")
-    out.write(f"index: {lib.index_path}\n")
+    out.write(visible(f"index: {lib.index_path}") + "\n")
     for link, target in result.links:
-        out.write(f"info: followed the linked folder {link} → {target}\n")
+        out.write(visible(f"info: followed the linked folder {link} → {target}") + "\n")
     for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(visible(f"note: {note}"), file=sys.stderr)
     for path, message in result.errors:
         if path in lib.roots or not any(e.path == path for e in entries):
-            print(f"warning: {message}", file=sys.stderr)
+            print(visible(f"warning: {message}"), file=sys.stderr)
     return 1 if missing_roots else 0
