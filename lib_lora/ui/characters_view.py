@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib_lora import characters as chars
+from lib_lora.safetext import html_data, html_isolated
 from lib_lora.ui.browser import _initials
 from lib_lora.ui.browser import esc as _esc
 
@@ -133,13 +134,13 @@ class CharactersController:
         ) or '<span class="lss-badge lss-compat-none">no LoRA yet</span>'
         expressions = ", ".join(c.expression_names)
         return (
-            f'<div class="lss-char-card" data-char="{_esc(c.name)}" tabindex="0" '
+            f'<div class="lss-char-card" data-char="{html_data(c.name)}" tabindex="0" '
             f'title="click: insert &lt;char:{_esc(c.name)}&gt; into the prompt">'
             f"{picture}"
-            f'<div class="lss-char-name">{_esc(c.name)}</div>'
-            f'<div class="lss-char-trigger">{_esc(trigger)}</div>'
+            f'<div class="lss-char-name">{html_isolated(c.name)}</div>'
+            f'<div class="lss-char-trigger">{html_isolated(trigger)}</div>'
             f'<div class="lss-char-versions">{badges}</div>'
-            + (f'<div class="lss-char-expr">{_esc(expressions)}</div>' if expressions else "")
+            + (f'<div class="lss-char-expr">{html_isolated(expressions)}</div>' if expressions else "")
             + f'<div class="lss-char-counts">{len(c.references)} reference, {len(c.expressions)} expressions</div>'
             "</div>"
         )
