@@ -28,6 +28,11 @@ class LoraStudioScript(scripts.Script):
     def ui(self, is_img2img):
         return []
 
+    def before_process(self, p, *args):
+        from lib_lora.webui import ipadapter
+
+        webui.guarded(ipadapter.before_process_hook, p)
+
     def process(self, p, *args):
         webui.guarded(webui.process_hook, p)
 

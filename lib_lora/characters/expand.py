@@ -94,6 +94,16 @@ def has_character_tags(prompt: str) -> bool:
     return "<char:" in (prompt or "").lower()
 
 
+def character_names(prompt: str, *, comments: bool = True) -> list[str]:
+    """The NAMEs of the prompt's ``<char:NAME...>`` tags, in order, each once."""
+    names: dict[str, None] = {}
+    for m in _char_tags(prompt or "", comments):
+        name = _parse_args(m.group(2).split(":")).name
+        if name:
+            names.setdefault(name, None)
+    return list(names)
+
+
 def _char_tags(prompt: str, comments: bool) -> list[re.Match[str]]:
     spans = comment_spans(prompt) if comments and "#" in prompt else []
     out = []

@@ -13,6 +13,9 @@ The format (documented for users in the README, section "Characters")::
     use trigger: yes
     use anchors: yes
     use drift: yes
+    use reference: no
+    reference: front.png
+    reference weight: 0.7
     scene: mychar001 walking in the rain, night, city lights
     scene: mychar001 in a cafe, morning light
 
@@ -61,8 +64,12 @@ USE_ANCHORS = "use_anchors"
 USE_DRIFT = "use_drift"
 USE_LORA = "use_lora"
 SCENE = "scene"
+#: IP-Adapter hand-off (lib_lora.characters.ipadapter): on/off, which image of reference/, the unit's weight
+USE_REFERENCE = "use_reference"
+REFERENCE = "reference"
+REFERENCE_WEIGHT = "reference_weight"
 FIELDS = (TRIGGER, TRIGGER_WEIGHT, ANCHORS, DRIFT, LORA_WEIGHT, LORA, USE_TRIGGER, USE_ANCHORS, USE_DRIFT,
-          USE_LORA, SCENE)
+          USE_LORA, SCENE, USE_REFERENCE, REFERENCE, REFERENCE_WEIGHT)
 
 _ALIASES = {"negative": DRIFT, "anchor": ANCHORS, "weight": LORA_WEIGHT, "triggers": TRIGGER}
 _LINE_RE = re.compile(r"^[ \t]*(?P<key>[A-Za-z][A-Za-z _-]*?)[ \t]*[:=][ \t]?(?P<value>.*?)[ \t]*$")
@@ -108,9 +115,9 @@ def _flag(value: str) -> bool | None:
 
 
 def _format_value(field_id: str, value: Any) -> str:
-    if field_id in (USE_TRIGGER, USE_ANCHORS, USE_DRIFT, USE_LORA):
+    if field_id in (USE_TRIGGER, USE_ANCHORS, USE_DRIFT, USE_LORA, USE_REFERENCE):
         return "yes" if value else "no"
-    if field_id in (TRIGGER_WEIGHT, LORA_WEIGHT):
+    if field_id in (TRIGGER_WEIGHT, LORA_WEIGHT, REFERENCE_WEIGHT):
         return f"{float(value):.2f}".rstrip("0").rstrip(".")
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v).strip() for v in value if str(v).strip())
@@ -119,12 +126,13 @@ def _format_value(field_id: str, value: Any) -> str:
 
 
 def _check_value(field_id: str, value: Any) -> None:
-    if field_id in (TRIGGER_WEIGHT, LORA_WEIGHT):
+    if field_id in (TRIGGER_WEIGHT, LORA_WEIGHT, REFERENCE_WEIGHT):
         try:
             number = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"{field_id.replace('_', ' ')} must be a number, not {value!r}") from None
-        low, high = (MIN_TRIGGER_WEIGHT, MAX_TRIGGER_WEIGHT) if field_id == TRIGGER_WEIGHT else (-5.0, 5.0)
+        low, high = {TRIGGER_WEIGHT: (MIN_TRIGGER_WEIGHT, MAX_TRIGGER_WEIGHT), LORA_WEIGHT: (-5.0, 5.0),
+                     REFERENCE_WEIGHT: (0.0, 2.0)}[field_id]
         if not low <= number <= high:
             raise ValueError(f"{field_id.replace('_', ' ')} {number:g} is outside {low:g}..{high:g}")
 
@@ -211,6 +219,12 @@ class CharacterPrompts:
         return self._use(USE_LORA)
 
     @property
+    def use_reference(self) -> bool:
+        """IP-Adapter hand-off: off unless the file says ``use reference: yes``."""
+        value = self.raw(USE_REFERENCE)
+        return bool(_flag(value)) if value is not None else False
+
+    @property
     def scenes(self) -> tuple[str, ...]:
         out = []
         for line in self.lines:
@@ -237,6 +251,8 @@ class CharacterPrompts:
             "use_drift": self.use_drift,
             "use_lora": self.use_lora,
             "scenes": list(self.scenes),
+            "use_reference": self.use_reference,
+            "reference": (self.raw(REFERENCE) or "").strip() or None,
         }
 
     # -- changing
