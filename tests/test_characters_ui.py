@@ -50,10 +50,11 @@ def test_editor_create_and_references(host: StandaloneHost, tmp_path: Path) -> N
     v = ctl.values("HERO")
     assert v.name == "hero" and v.trigger == "herotok" and v.trigger_weight == 1.3
     assert v.anchors == "same character, consistent appearance" and v.use_drift
-    ctl.save("hero", "herotok, red scarf", 1.1, "same face, same scarf", "other person", True, False, True)
+    ctl.save("hero", "herotok, red scarf", 1.1, "same face, same scarf", "other person", True, False, True, True)
     p = scan_characters(tmp_path / "Lora" / "characters").find("hero").prompts  # type: ignore[union-attr]
     assert p.trigger == ("herotok", "red scarf") and p.trigger_weight == 1.1 and p.use_anchors is False
-    assert p.anchors == ("same face", "same scarf") and p.drift == ("other person",)
+    assert p.anchors == ("same face", "same scarf") and p.drift == ("other person",) and p.use_reference
+    assert ctl.values("hero").use_reference is True
     with pytest.raises(CharacterError, match="choose a character"):
         ctl.save(None, "", 1, "", "", True, True, True)
 

@@ -55,10 +55,11 @@ class EditorValues:
     use_trigger: bool = True
     use_anchors: bool = True
     use_drift: bool = True
+    use_reference: bool = False
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (self.trigger, self.trigger_weight, self.anchors, self.drift, self.use_trigger, self.use_anchors,
-                self.use_drift)
+                self.use_drift, self.use_reference)
 
 
 class CharactersController:
@@ -152,7 +153,7 @@ class CharactersController:
             return EditorValues()
         p = c.prompts
         return EditorValues(c.name, ", ".join(p.trigger), p.trigger_weight, ", ".join(p.anchors), ", ".join(p.drift),
-                            p.use_trigger, p.use_anchors, p.use_drift)
+                            p.use_trigger, p.use_anchors, p.use_drift, p.use_reference)
 
     def _find(self, name: str | None) -> chars.Character:
         c = self.library().find(name) if name else None
@@ -161,7 +162,7 @@ class CharactersController:
         return c
 
     def save(self, name: str | None, trigger: str, weight: Any, anchors: str, drift: str, use_trigger: bool,
-             use_anchors: bool, use_drift: bool) -> str:
+             use_anchors: bool, use_drift: bool, use_reference: bool = False) -> str:
         self._refuse_remote("editing a character")
         c = self._find(name)
         try:
@@ -171,7 +172,7 @@ class CharactersController:
         chars.update_prompts(c, {
             "trigger": _phrases(trigger), "trigger_weight": w, "anchors": _phrases(anchors),
             "drift": _phrases(drift), "use_trigger": bool(use_trigger), "use_anchors": bool(use_anchors),
-            "use_drift": bool(use_drift),
+            "use_drift": bool(use_drift), "use_reference": bool(use_reference),
         })
         return f"Saved {c.prompts_path}"
 
@@ -235,6 +236,8 @@ def build_characters(host: Any) -> CharactersController:
                     use_trigger = cg.make(gr.Checkbox, label="use trigger", value=True, elem_id="lora_studio_char_use_trigger")
                     use_anchors = cg.make(gr.Checkbox, label="use anchors", value=True, elem_id="lora_studio_char_use_anchors")
                     use_drift = cg.make(gr.Checkbox, label="use drift", value=True, elem_id="lora_studio_char_use_drift")
+                    use_reference = cg.make(gr.Checkbox, label="use reference image (IP-Adapter)", value=False,
+                                            elem_id="lora_studio_char_use_reference")
                 save = cg.make(gr.Button, value="Save to prompts.txt", variant="primary", elem_id="lora_studio_char_save")
                 files = cg.make(gr.File, label="Reference images", file_count="multiple", file_types=["image"],
                                 elem_id="lora_studio_char_files")
@@ -249,7 +252,7 @@ def build_characters(host: Any) -> CharactersController:
                 create = cg.make(gr.Button, value="Create character", elem_id="lora_studio_char_create")
         status = cg.make(gr.HTML, value="", elem_id="lora_studio_char_status")
 
-    fields = [trigger, weight, anchors, drift, use_trigger, use_anchors, use_drift]
+    fields = [trigger, weight, anchors, drift, use_trigger, use_anchors, use_drift, use_reference]
 
     def on_pick(name: str | None) -> tuple[Any, ...]:
         return ctl.values(name).as_tuple()
