@@ -1,6 +1,7 @@
 """Opt-in: the real kohya sd-scripts on the CPU at 64 px through the TrainingService — the way the Train tab
 starts it — to a LoRA installed in the LoRA folder with its sidecar and a preview from a real sample image,
-found by the library as an SD1 LoRA with its trigger word.
+found by the library as an SD1 LoRA with its trigger word; and two trainings into one character
+(``characters/hero/lora/hero_v1`` then ``hero_v2``, the name inside the file matching the stem).
 
 Runs only when ``SD_SCRIPTS_DIR`` and ``TRAINER_PYTHON`` are set (see tests/test_trainer_real.py); the
 random-weight checkpoint is cached in ``$LORA_STUDIO_TEST_CACHE`` when set. A few minutes on 2 cores.
@@ -12,9 +13,11 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from lib_lora.characters import scan_characters
 from lib_lora.host import StandaloneHost
 from lib_lora.safetensors_header import read_header
 from lib_lora.train.jobs import JobManager
@@ -33,7 +36,8 @@ import train_smoke  # noqa: E402
 TRIGGER = "zkchar"
 
 
-def test_real_training_ends_installed_in_the_lora_folder(tmp_path: Path) -> None:
+def _world(tmp_path: Path) -> tuple[Any, Path, StandaloneHost, JobManager, TrainingService]:
+    """The dataset and checkpoint (train_smoke), a LoRA folder, and a service over them."""
     cache = os.environ.get("LORA_STUDIO_TEST_CACHE") or str(tmp_path / "cache")
     setup = train_smoke.prepare(tmp_path / "work", SD_SCRIPTS, TRAINER_PY, device="cpu", cache_dir=cache, images=6,
                                 trigger=TRIGGER, resolution=64)  # fmt: skip
@@ -43,7 +47,11 @@ def test_real_training_ends_installed_in_the_lora_folder(tmp_path: Path) -> None
     os.symlink(setup.tokenizers, data / TOKENIZER_DIR)  # the service's default tokenizer cache
     host = StandaloneHost([str(loras)], data_dir=data, checkpoint_dirs=[str(Path(setup.checkpoint).parent)])
     jobs = JobManager(data, grace_seconds=10.0)
-    service = TrainingService(host, jobs, sd_scripts_dir=SD_SCRIPTS, trainer_python=TRAINER_PY)
+    return setup, loras, host, jobs, TrainingService(host, jobs, sd_scripts_dir=SD_SCRIPTS, trainer_python=TRAINER_PY)
+
+
+def test_real_training_ends_installed_in_the_lora_folder(tmp_path: Path) -> None:
+    setup, loras, host, jobs, service = _world(tmp_path)
     try:
         request = TrainingRequest(
             folder=setup.dataset, trigger=TRIGGER, base=Path(setup.checkpoint).name, arch="sd1", steps=4,
@@ -65,6 +73,31 @@ def test_real_training_ends_installed_in_the_lora_folder(tmp_path: Path) -> None
         lookup = host.library().lookup(TRIGGER)
         assert lookup.found and lookup.entry.path == installed.path and lookup.entry.architecture == "sd1"
         assert TRIGGER in " ".join(str(w) for w in lookup.entry.trigger_words)
+    finally:
+        service.close()
+        jobs.close()
+
+
+def test_two_real_trainings_into_a_character_make_v1_and_v2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LORA_STUDIO_CHARACTERS", raising=False)
+    setup, loras, host, jobs, service = _world(tmp_path)
+    try:
+        for n, trigger in ((1, TRIGGER), (2, "")):  # the second run takes the trigger from prompts.txt
+            request = TrainingRequest(
+                folder=setup.dataset, trigger=trigger, base=Path(setup.checkpoint).name, arch="sd1", steps=2,
+                batch_size=1, resolution=64, offline=True, character="hero",
+                overrides={"mixed_precision": "no", "max_data_loader_n_workers": 0},
+            )
+            view = service.wait(service.start(request), timeout=900)
+            assert view.state == "succeeded", (view.status.message, view.status.log_tail[-20:])
+            assert view.installed is not None, view.install_error
+            target = loras / "characters" / "hero" / "lora" / f"hero_v{n}.safetensors"
+            assert view.installed.path == str(target)
+            assert read_header(target).metadata["ss_output_name"] == f"hero_v{n}"
+        char = scan_characters(loras / "characters").find("hero")
+        assert char is not None and [v.label for v in char.versions] == ["v2", "v1"]
+        assert char.prompts.trigger == (TRIGGER,) and char.references
+        assert host.library().lookup("hero_v2").found
     finally:
         service.close()
         jobs.close()
