@@ -133,3 +133,13 @@ def test_rewrite_expands_before_resolving(setup: tuple[Library, Path]) -> None:
                           settings=RewriteSettings(character_drift=False))
     assert [r.negative for r in batch.results] == ["", ""]
     assert all(r.characters == "hero v2" for r in batch.results)
+
+
+def test_character_folder_outside_the_lora_folders_is_named(setup: tuple[Library, Path], tmp_path: Path) -> None:
+    lib, _ = setup
+    root = tmp_path / "elsewhere"
+    create_character(root, "loner", trigger="ln")
+    make_lora(root / "loner" / "lora", "loner_v1")
+    exp = expand_characters("<char:loner>", "", scan_characters(root), library=lib)
+    assert exp.prompt.startswith("<lora:loner_v1:1>, (ln:1.3)")
+    assert "outside the LoRA folders" in exp.warnings[0] and str(root) in exp.warnings[0]

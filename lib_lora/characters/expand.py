@@ -21,6 +21,7 @@ The result is plain text: pasting the expanded prompt reproduces the image witho
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -178,6 +179,21 @@ def _entry_for(character: Character, version: LoraVersion, library: Any) -> tupl
     return str(getattr(entry, "relpath", "") or version.stem), entry
 
 
+def _outside_roots(path: str | None, library: Any) -> str | None:
+    """A warning when a character's LoRA file lies outside every LoRA folder (the WebUI cannot load it)."""
+    roots = getattr(library, "roots", None)
+    if not path or not roots:
+        return None
+    real = os.path.realpath(path)
+    for root in roots:
+        base = os.path.realpath(str(root))
+        if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
+            return None
+    folder = os.path.dirname(os.path.dirname(os.path.dirname(path)))
+    return (f"{path} is outside the LoRA folders, so the WebUI cannot load it: add {folder} to the "
+            "'Extra LoRA folders' setting (or keep the characters folder inside a LoRA folder)")
+
+
 def _preferred_weight(entry: Any) -> float | None:
     user = getattr(getattr(entry, "sidecars", None), "user", None)
     weight = getattr(user, "weight", None)
@@ -275,6 +291,9 @@ def _expand_one(
     lora_tag = None
     if version is not None:
         lora_name, entry = _entry_for(character, version, library)
+        outside = _outside_roots(version.path, library) if entry is None else None
+        if outside:
+            warnings.append(outside)
         weight = args.weight if args.weight is not None else prompts.lora_weight
         if weight is None:
             weight = _preferred_weight(entry) if entry is not None else None
