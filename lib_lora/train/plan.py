@@ -1,9 +1,11 @@
 """A training plan: dataset + base checkpoint + preset -> the exact ``accelerate launch`` argv of one
 kohya sd-scripts run, its dataset TOML and its sample-prompt file.
 
-Every value the trainer reads is written out (``../shared/DESIGN.md``, "Defaults that bite"): caption
-extension, learning rates, network alpha, step count, data-loader workers, mixed precision (to the script
-*and* to accelerate), seed ... The data always goes through ``--dataset_config`` with one
+Every value the trainer reads is written out, because sd-scripts' own defaults bite (``--caption_extension``
+``.caption``, ``--learning_rate`` 2e-6, ``--network_alpha`` 1, ``--max_train_steps`` 1600,
+``--max_data_loader_n_workers`` 8, and ``--mixed_precision`` is only honoured when the script gets it, not
+just ``accelerate launch``): caption extension, learning rates, network alpha, step count, data-loader
+workers, mixed precision (to the script *and* to accelerate), seed ... The data always goes through ``--dataset_config`` with one
 ``[[datasets.subsets]]`` per image folder — a flat folder becomes one subset whose ``image_dir`` is the
 folder itself, a kohya parent one subset per ``<repeats>_<class tokens>`` folder — so the
 ``--train_data_dir`` trap (pointing it at the image folder logs "No data found" and exits 0 without a
