@@ -10,6 +10,7 @@ Use from a test module next to this file (pytest puts ``tests/`` on ``sys.path``
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from PIL import Image
 from lib_lora import synth
 from lib_lora.safetensors_header import write_file
 
-__all__ = ["PRESETS", "make_checkpoint", "make_file", "make_lora", "png_bytes"]
+__all__ = ["PRESETS", "make_checkpoint", "make_file", "make_lora", "png_bytes", "wait_for"]
 
 PRESETS = tuple(synth.PRESETS)
 
@@ -79,3 +80,14 @@ def png_bytes(width: int = 8, height: int = 8, rgb: tuple[int, int, int] = (200,
     row = b"\x00" + bytes(rgb) * width
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
