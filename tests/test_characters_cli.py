@@ -71,11 +71,27 @@ def test_train_character_makes_v1_then_v2(tmp_path: Path, capsys: pytest.Capture
     v1 = loras / "characters" / "zed" / "lora" / "zed_v1.safetensors"
     assert f"installed: {v1}" in out and "version v1 (new character), 3 reference image(s)" in out
     assert read_header(v1).metadata["ss_output_name"] == "zed_v1"
-    assert main([*common, "--character", "ZED", "--output", str(tmp_path / "o2")]) == 0  # no --trigger needed
+    first = sorted(p for p in data.iterdir() if p.suffix == ".png")[-1]
+    assert main([*common, "--character", "ZED", "--output", str(tmp_path / "o2"),  # no --trigger needed
+                 "--reference", str(first)]) == 0
     v2 = loras / "characters" / "zed" / "lora" / "zed_v2.safetensors"
     assert f"installed: {v2}" in capsys.readouterr().out
     assert main(["characters", "--lora-dir", str(loras), "--json"]) == 0
     row = json.loads(capsys.readouterr().out)["characters"][0]
-    assert row["version_labels"] == ["v2", "v1"] and row["reference_count"] == 3 and row["trigger"] == ["zed"]
+    assert row["version_labels"] == ["v2", "v1"] and row["reference_count"] == 4 and row["trigger"] == ["zed"]
     assert main(["train", str(data), "--base", str(ckpt), "--arch", "sd1"]) == 1
     assert "--trigger is required" in capsys.readouterr().err
+
+
+def test_resolve_expands_char_tags(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.delenv(ENV_ROOT, raising=False)
+    loras = tmp_path / "Lora"
+    create_character(loras / "characters", "hero", trigger="herotok")
+    make_lora(loras / "characters" / "hero" / "lora", "hero_v1", metadata={"modelspec.trigger_phrase": "herotok"})
+    rc = main(["resolve", "<char:hero> in the rain", "--lora-dir", str(loras), "--negative", "lowres",
+               "--index", str(tmp_path / "i.sqlite3")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "prompt:   <lora:hero_v1:1>, (herotok:1.3), same character, consistent appearance, in the rain" in out
+    assert "negative: lowres, different person, character change, inconsistent appearance" in out
+    assert "infotext: Characters: hero v1" in out

@@ -1,7 +1,7 @@
-"""``python -m lib_lora resolve "PROMPT" --lora-dir DIR [--checkpoint FILE] [--negative TEXT] [--json]``.
+"""``python -m lib_lora resolve "PROMPT" --lora-dir DIR [--checkpoint FILE] [--negative TEXT] [--characters DIR] [--json]``.
 
 Shows what LoRA Studio does to a prompt before the WebUI's LoRA loader sees it: every ``<lora:...>``
-tag's file (or why it is removed), the trigger words and negative text inserted, compatibility with the
+tag's file (or why it is removed), ``<char:NAME>`` expanded, the trigger words and negative text inserted, compatibility with the
 checkpoint and the rewritten prompt pair — the same engine and result as the WebUI hook and the API.
 Exit status: 0, or 3 with ``--strict`` when a tag was removed.
 """
@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--incompatible", choices=settings_mod.INCOMPATIBLE_POLICIES, default=settings_mod.INCOMPATIBLE_WARN,
                    help="what to do with a LoRA made for another base model (default: %(default)s)")
     p.add_argument("--no-comments", action="store_true", help="the WebUI's 'Enable comments' is off ('#' is text)")
+    p.add_argument("--characters", metavar="DIR", help="characters folder for <char:NAME> tags (default: "
+                   "$LORA_STUDIO_CHARACTERS, else characters/ in the first --lora-dir)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--strict", action="store_true", help="exit 3 when a tag is removed (missing, ambiguous ...)")
 
@@ -58,10 +60,15 @@ def run(args: argparse.Namespace) -> int:
         incompatible=args.incompatible,
         prompt_comments=not args.no_comments,
     )
+    from lib_lora.characters import character_root, has_character_tags, scan_characters
+
+    characters = None
+    if has_character_tags(prompt):
+        characters = scan_characters(character_root(args.characters, args.lora_dirs))
     library = Library(args.lora_dirs, args.index)
     try:
         library.scan()
-        data = preview(prompt, args.negative, library, checkpoint, cfg)
+        data = preview(prompt, args.negative, library, checkpoint, cfg, None, characters)
     finally:
         library.close()
     if args.json:
@@ -113,4 +120,6 @@ def render(data: dict[str, Any]) -> str:
     if data["infotext"]:
         lines.append("")
         lines.append(f"infotext: LoRA Studio: {data['infotext']}")
+    if data.get("characters"):
+        lines.append(f"infotext: Characters: {data['characters']}")
     return "\n".join(lines)

@@ -58,6 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--character", metavar="NAME", help="train the next version of this character: saved as "
                    "characters/<NAME>/lora/<NAME>_v<N>.safetensors in --lora-dir (or $LORA_STUDIO_CHARACTERS), "
                    "with reference images from the dataset and a prompts.txt")
+    p.add_argument("--reference", action="append", metavar="IMAGE", help="with --character: a dataset image to copy "
+                   "into the character's reference/ (repeat; default: a few front-facing ones by their captions)")
     p.add_argument("--preset", default="default", choices=PRESET_NAMES, help="training preset (default: %(default)s)")
     p.add_argument("--kind", default="character", choices=KINDS, help="what the LoRA is for (default: %(default)s)")
     p.add_argument("--arch", choices=ARCH_CHOICES, help="base architecture, when it cannot be read from the checkpoint")
@@ -317,7 +319,10 @@ def _start(plan: TrainingPlan, args: argparse.Namespace) -> int:
         if character is not None:
             from lib_lora.characters.training import pick_references
 
-            refs = pick_references(args.folder, args.caption_extension)
+            refs = args.reference or pick_references(args.folder, args.caption_extension)
+            missing = [r for r in refs if not os.path.isfile(r)]
+            if missing:
+                raise TrainingError(f"--reference: no such image: {', '.join(missing)}")
             meta["install"]["character"] = character.intent(refs)
             print(f"character {character.name}: version v{character.version}"
                   + (" (new character)" if character.new else "") + f", {len(refs)} reference image(s)")
