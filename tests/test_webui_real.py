@@ -74,6 +74,7 @@ SCENARIOS: dict[str, Any] = {
     },
     "char_img2img": {"kind": "img2img", "request": {"prompt": "<char:hero:v1:0.5> rain", "denoising_strength": 0.5}},
     "char_unknown": {"request": {"prompt": "<char:heor> x"}},
+    "char_reference": {"request": {"prompt": "<char:refchar> x"}},
     "paste_dup": {"kind": "paste", "from": "dup"},
     "regen_dup": {"from_paste": "paste_dup", "options": {"lora_studio_incompatible": "Allow silently"}},
     "paste_dup_fresh": {"kind": "paste", "from": "dup", "fresh": True},
@@ -102,6 +103,13 @@ def run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[st
     for n in (1, 2):
         shutil.copyfile(fixtures_dir / SD15, hero / "lora" / f"hero_v{n}.safetensors")
     (hero / "prompts.txt").write_text("my notes stay\ntrigger: herotok\n", encoding="utf-8")
+    refchar = lora / "characters" / "refchar"  # IP-Adapter only: a reference image, no LoRA, no model file
+    (refchar / "reference").mkdir(parents=True)
+    sys.path.insert(0, str(REPO / "tests"))
+    from factory import png_bytes
+
+    (refchar / "reference" / "front.png").write_bytes(png_bytes())
+    (refchar / "prompts.txt").write_text("trigger: reftok\nuse reference: yes\n", encoding="utf-8")
     sys.path.insert(0, str(REPO / "tests"))
     from factory import make_checkpoint
 
@@ -303,3 +311,10 @@ def test_char_tag_img2img_and_unknown(run: dict[str, Any]) -> None:
     u = _scenario(run, "char_unknown")
     assert "<char" not in u["all_prompts"][0]
     assert any("character 'heor' not found (did you mean hero?)" in c for c in u["comments"])
+
+
+def test_char_reference_without_model_says_what_to_install(run: dict[str, Any]) -> None:
+    s = _scenario(run, "char_reference")
+    assert s["all_prompts"] == ["(reftok:1.3), same character, consistent appearance, x"]
+    wanted = "download ip-adapter_sd15.safetensors" if run["flavor"] == "forge" else "sd-webui-controlnet"
+    assert any(wanted in c for c in s["comments"]), s["comments"]
