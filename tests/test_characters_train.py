@@ -66,6 +66,8 @@ def test_character_requests_are_checked(world: World, tmp_path: Path) -> None:
     create_character(world.loras / "characters", "silent")
     with pytest.raises(TrainingError, match="no trigger in its prompts.txt"):
         world.service.plan(world.request(character="silent", trigger=""))
+    with pytest.raises(TrainingError, match="reference image not found: /nowhere.png"):
+        world.service.plan(world.request(character="silent", trigger="quiet", references=("/nowhere.png",)))
     plan = world.service.plan(world.request(character="silent", trigger="quiet"))
     assert plan.output_name == "silent_v1" and plan.trigger == "quiet"
 

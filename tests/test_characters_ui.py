@@ -107,5 +107,7 @@ def test_train_tab_form_carries_the_character() -> None:
 
     req = request_from_form("/d", "", "sd15", "default", "character", 0, 0, "", 0, 0, 0, "", "", "auto", 0.8, True,
                             " hero ")
-    assert req.character == "hero" and req.trigger == ""
+    assert req.character == "hero" and req.trigger == "" and req.references is None
     assert request_from_form("/d", "t", "b").character is None
+    req = request_from_form("/d", "", "b", character="hero", references="a.png, sub/b.png")
+    assert req.references == ("/d/a.png", "/d/sub/b.png")

@@ -382,6 +382,9 @@ class TrainingService:
         from lib_lora.characters.create import CharacterError
         from lib_lora.characters.training import character_training
 
+        missing = [r for r in request.references or () if not os.path.isfile(r)]
+        if missing:
+            raise TrainingError(f"reference image not found: {', '.join(missing)}")
         settings = self.host.settings()
         root = character_root(getattr(settings, "characters_root", ""), self.host.lora_roots())
         try:

@@ -385,7 +385,7 @@ def request_from_form(
     steps: Any = None, batch_size: Any = None, learning_rate: Any = None, network_dim: Any = None,
     network_alpha: Any = None, resolution: Any = None, gpus: Any = "", output_name: Any = "",
     arch: Any = ARCH_AUTO, preferred_weight: Any = DEFAULT_PREFERRED_WEIGHT, free_vram: Any = True,
-    character: Any = "",
+    character: Any = "", references: Any = "",
 ) -> TrainingRequest:
     """The tab's fields as a :class:`TrainingRequest` (empty or 0 = the preset's value)."""
     weight = _opt_number(preferred_weight, "preferred weight", integer=False)
@@ -408,7 +408,16 @@ def request_from_form(
         free_vram=bool(free_vram),
         source="tab",
         character=str(character or "").strip() or None,
+        references=_references(folder, references),
     )
+
+
+def _references(folder: Any, text: Any) -> tuple[str, ...] | None:
+    """Reference images typed as dataset file names (comma-separated); ``None``: the default pick."""
+    names = [n.strip() for n in str(text or "").split(",") if n.strip()]
+    if not names:
+        return None
+    return tuple(os.path.join(str(folder or "").strip(), n) for n in names)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -767,6 +776,11 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
                         elem_id=TAB_ID + "_character",
                         info="saved as characters/<name>/lora/<name>_v<N> with reference images and prompts.txt",
                     )
+                    c["references"] = cg.make(
+                        gr.Textbox, label="Character reference images (dataset file names, comma-separated)",
+                        value="", placeholder="empty: a few front-facing ones, as their captions say",
+                        elem_id=TAB_ID + "_references", interactive=not remote,
+                    )
                 with gr.Accordion("Advanced", open=False):
                     with gr.Row():
                         c["steps"] = cg.make(gr.Number, label="Steps (0 = auto)", value=0, precision=0,
@@ -829,7 +843,7 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
 
     form = [c["folder"], c["trigger"], c["base"], c["preset"], c["kind"], c["steps"], c["batch"], c["lr"], c["dim"],
             c["alpha"], c["resolution"], c["gpus"], c["output_name"], c["arch"], c["weight"], c["free_vram"],
-            c["character"]]
+            c["character"], c["references"]]
 
     def refresh(job_id: str | None, seen: dict[str, Any] | None) -> tuple[Any, ...]:
         p = ctl.poll(job_id or None)
