@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib_lora.errors import LoraStudioError, TrainingError
+from lib_lora.train.coverage import check_coverage, coverage_html
 from lib_lora.train.dataset import DatasetReport, count_guidance
 from lib_lora.train.presets import KINDS, PRESET_NAMES
 from lib_lora.train.progressbar import format_duration, format_rate
@@ -473,7 +474,7 @@ class TrainTabController:
             )
         except LoraStudioError as exc:
             return _notice(str(exc), "error"), None
-        return render_report_html(report), report
+        return render_report_html(report) + coverage_html(check_coverage(report), esc), report
 
     def write_captions(self, report: DatasetReport | None, template: Any, base: Any = None
                        ) -> tuple[str, DatasetReport | None]:
@@ -486,7 +487,8 @@ class TrainTabController:
                                        resolution=report.resolution, arch=report.base_arch)
         except LoraStudioError as exc:
             return _notice(str(exc), "error"), report
-        return _notice(f"Wrote {len(written)} caption file(s).", "ok") + render_report_html(again), again
+        return (_notice(f"Wrote {len(written)} caption file(s).", "ok") + render_report_html(again)
+                + coverage_html(check_coverage(again), esc)), again
 
     # -- jobs
     def start(self, *form: Any) -> tuple[str | None, str]:
