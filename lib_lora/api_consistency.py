@@ -82,6 +82,31 @@ def dataset_check(ctx: Any, body: DatasetCheckRequest) -> dict[str, Any]:
     }
 
 
+def _sheets(ctx: Any) -> Any:
+    from lib_lora.consistency import manager_for
+
+    return manager_for(ctx.host, jobs=ctx.jobs)
+
+
+def start_sheet(ctx: Any, body: ConsistencyRequestModel) -> dict[str, Any]:
+    """Queue a consistency sheet; ``{"id": ID}`` (403 remote, 409 without the WebUI, 422 bad request)."""
+    from lib_lora.consistency import SheetRequest
+    from lib_lora.errors import NeedsWebUIError
+
+    ctx.refuse_remote("rendering a consistency sheet")
+    request = SheetRequest(
+        lora=body.lora or None, character=body.character or None, versions=tuple(body.versions or ()),
+        weights=tuple(body.weights), steps=body.steps, width=body.width, height=body.height, seed=body.seed,
+        variant=body.variant)
+    try:
+        job_id = _sheets(ctx).submit(request)
+    except NeedsWebUIError as exc:
+        raise _problem(409, f"needs the WebUI: {exc}") from None
+    except LoraStudioError as exc:
+        raise _problem(422, str(exc)) from None
+    return {"id": job_id}
+
+
 def add_routes(router: Any, ctx: Any) -> None:
     """Add the dataset-check and consistency routes to ``router`` (``ctx``: the API's route context)."""
 
@@ -89,5 +114,25 @@ def add_routes(router: Any, ctx: Any) -> None:
     def check_dataset_route(body: DatasetCheckRequest) -> Any:
         return dataset_check(ctx, body)
 
+    @router.post("/consistency", status_code=201,
+                 summary="Render a consistency sheet (scenes × versions × weights) with the WebUI's generation")
+    def create_sheet(body: ConsistencyRequestModel) -> Any:
+        return start_sheet(ctx, body)
 
-__all__ = ["ConsistencyRequestModel", "DatasetCheckRequest", "add_routes", "dataset_check"]
+    @router.get("/consistency/{sheet_id}", summary="A consistency sheet's state, progress, cells, best pick")
+    def get_sheet(sheet_id: str) -> Any:
+        try:
+            return _sheets(ctx).get(sheet_id).to_dict()
+        except KeyError:
+            raise _problem(404, f"no consistency sheet {sheet_id!r}") from None
+
+    @router.post("/consistency/{sheet_id}/cancel", summary="Cancel a consistency sheet after the current image")
+    def cancel_sheet(sheet_id: str) -> Any:
+        ctx.refuse_remote("cancelling a consistency sheet")
+        try:
+            return _sheets(ctx).cancel(sheet_id).to_dict()
+        except KeyError:
+            raise _problem(404, f"no consistency sheet {sheet_id!r}") from None
+
+
+__all__ = ["ConsistencyRequestModel", "DatasetCheckRequest", "add_routes", "dataset_check", "start_sheet"]

@@ -33,6 +33,21 @@ class GridLayout:
         return self.boxes[row * len(self.column_labels) + column]
 
 
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's default font: the scalable one where Pillow has it (10.1+ with FreeType), else the
+    bitmap one (latin-1 only: see :func:`_printable`)."""
+    try:
+        return ImageFont.load_default(size=12)  # type: ignore[call-arg,unused-ignore]
+    except (TypeError, OSError, AttributeError):
+        return ImageFont.load_default()
+
+
+def _printable(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> str:
+    if isinstance(font, ImageFont.FreeTypeFont):
+        return text
+    return text.replace("…", "...").encode("latin-1", "replace").decode("latin-1")
+
+
 def _cell_size(images: Sequence[Sequence[Image.Image | None]], max_cell: int) -> tuple[int, int]:
     for row in images:
         for im in row:
@@ -46,6 +61,7 @@ def _cell_size(images: Sequence[Sequence[Image.Image | None]], max_cell: int) ->
 def _wrap(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
           width: int, max_lines: int) -> list[str]:
     lines: list[str] = []
+    text = _printable(text, font)
     for para in text.split("\n"):
         current = ""
         for word in para.split(" "):
@@ -58,7 +74,7 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | Imag
         lines.append(current)
     if len(lines) > max_lines:
         lines = lines[:max_lines]
-        lines[-1] = lines[-1][: max(1, len(lines[-1]) - 1)] + "…"
+        lines[-1] = lines[-1][: max(1, len(lines[-1]) - 1)] + _printable("…", font)
     return lines
 
 
@@ -74,11 +90,11 @@ def assemble_grid(images: Sequence[Sequence[Image.Image | None]], row_labels: Se
     height = HEADER_HEIGHT + rows * (ch + GAP) + GAP
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default()
+    font = _font()
     boxes: list[tuple[int, int, int, int]] = []
     for c, label in enumerate(column_labels):
         x = LABEL_WIDTH + GAP + c * (cw + GAP)
-        text = label + ("\n★ best" if c == best_column else "")
+        text = label + ("\nBEST" if c == best_column else "")
         for k, line in enumerate(_wrap(draw, text, font, cw, HEADER_HEIGHT // LINE)):
             draw.text((x + 2, 2 + k * LINE), line, fill=BEST if c == best_column else TEXT, font=font)
     for r, label in enumerate(row_labels):
