@@ -716,9 +716,11 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
     import gradio as gr
 
     from lib_lora.ui import compat_gradio as cg
+    from lib_lora.ui import consistency_panel
 
     svc = service if service is not None else service_for(host)
     ctl = TrainTabController(svc)
+    tools = consistency_panel.ConsistencyTools(host, svc)
     remote = svc.remote()
     titles = ctl.checkpoint_titles()
     c: dict[str, Any] = {}
@@ -792,6 +794,7 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
                                                   elem_id=TAB_ID + "_write_captions")
                 c["report"] = cg.make(gr.HTML, value="", elem_id=TAB_ID + "_report")
                 c["report_state"] = gr.State(None)
+                consistency_panel.build_caption_tools(gr, cg, tools, c, remote)
             with gr.Column(scale=1):
                 with gr.Row():
                     c["start"] = cg.make(gr.Button, value="Start training", variant="primary", interactive=not remote,
@@ -810,6 +813,7 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
                 c["job"] = cg.make(gr.Dropdown, label="Show job", choices=ids, value=None, allow_custom_value=True,
                                    elem_id=TAB_ID + "_job")
                 c["history"] = cg.make(gr.HTML, value="", elem_id=TAB_ID + "_history")
+                consistency_panel.build_sheet_tools(gr, cg, tools, c, remote)
                 c["seen"] = gr.State({"samples": None, "ids": tuple(ids)})
 
     form = [c["folder"], c["trigger"], c["base"], c["preset"], c["kind"], c["steps"], c["batch"], c["lr"], c["dim"],
