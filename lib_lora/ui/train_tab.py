@@ -474,7 +474,7 @@ class TrainTabController:
             )
         except LoraStudioError as exc:
             return _notice(str(exc), "error"), None
-        return render_report_html(report) + coverage_html(check_coverage(report), esc), report
+        return render_report_html(report) + coverage_html(check_coverage(report, progress=report_progress), esc), report
 
     def write_captions(self, report: DatasetReport | None, template: Any, base: Any = None
                        ) -> tuple[str, DatasetReport | None]:
