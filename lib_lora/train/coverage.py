@@ -88,6 +88,25 @@ class PixelStats:
     def side_light(self) -> bool:
         return abs(self.side_difference) >= SIDE_LIGHT_DIFFERENCE and self.contrast >= SIDE_LIGHT_CONTRAST
 
+    def findings(self) -> list[tuple[str, str, str]]:
+        """(dimension, category, measurement) the pixels say, the first per dimension winning."""
+        out: list[tuple[str, str, str]] = []
+        if self.backlit:
+            out.append(("lighting", "backlit", f"bright border (luminance {self.border_luminance:.0f}), centre "
+                                               f"{-self.centre_minus_border:.0f} darker"))
+        if self.low_light:
+            out.append(("lighting", "low-light", f"mean luminance {self.luminance:.0f}/255"))
+        if self.side_light:
+            side = "left" if self.side_difference > 0 else "right"
+            out.append(("lighting", "side-light", f"{side} side {abs(self.side_difference):.0f} brighter, "
+                                                  f"contrast {self.contrast:.0f}"))
+        if self.simple_background:
+            out.append(("backgrounds", "simple", f"{self.border_uniformity:.0%} of the border is one colour "
+                                                 f"{self.border_colour}"))
+        elif self.busy_background:
+            out.append(("backgrounds", "varied", f"only {self.border_uniformity:.0%} of the border is one colour"))
+        return out
+
 
 @dataclass(frozen=True)
 class ImageCoverage:
@@ -319,29 +338,10 @@ def classify_image(path: str, caption: str | None, pixels: PixelStats | None,
         if cat is not None:
             evidence.append(Evidence(path, "caption", f"{dim.id}={cat}: " + ", ".join(repr(w) for w in words)))
         values[dim.id] = cat
-    if pixels is not None:
-        if values["lighting"] is None:
-            if pixels.backlit:
-                values["lighting"] = "backlit"
-                evidence.append(Evidence(path, "pixels", f"lighting=backlit: bright border (luminance "
-                                         f"{pixels.border_luminance:.0f}), centre {-pixels.centre_minus_border:.0f} darker"))
-            elif pixels.low_light:
-                values["lighting"] = "low-light"
-                evidence.append(Evidence(path, "pixels", f"lighting=low-light: mean luminance {pixels.luminance:.0f}/255"))
-            elif pixels.side_light:
-                values["lighting"] = "side-light"
-                side = "left" if pixels.side_difference > 0 else "right"
-                evidence.append(Evidence(path, "pixels", f"lighting=side-light: {side} side "
-                                         f"{abs(pixels.side_difference):.0f} brighter, contrast {pixels.contrast:.0f}"))
-        if values["backgrounds"] is None:
-            if pixels.simple_background:
-                values["backgrounds"] = "simple"
-                evidence.append(Evidence(path, "pixels", f"backgrounds=simple: {pixels.border_uniformity:.0%} of the "
-                                         f"border is one colour {pixels.border_colour}"))
-            elif pixels.busy_background:
-                values["backgrounds"] = "varied"
-                evidence.append(Evidence(path, "pixels", f"backgrounds=varied: only {pixels.border_uniformity:.0%} of "
-                                         "the border is one colour"))
+    for dim_id, cat, detail in (pixels.findings() if pixels is not None else ()):
+        if values[dim_id] is None:  # the caption wins where it says something
+            values[dim_id] = cat
+            evidence.append(Evidence(path, "pixels", f"{dim_id}={cat}: {detail}"))
     garments = outfit_of(caption) if caption else ()
     if garments:
         evidence.append(Evidence(path, "caption", "outfit: " + " + ".join(garments)))
