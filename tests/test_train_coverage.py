@@ -225,6 +225,7 @@ def _portrait(path: Path, bg: tuple[int, int, int] | None, *, fg: tuple[int, int
 def test_pixel_stats_simple_busy_dark_backlit(tmp_path: Path) -> None:
     simple = pixel_stats(str(_portrait(tmp_path / "white.png", (245, 245, 245))))
     assert simple is not None and simple.simple_background and not simple.low_light
+    assert not simple.backlit  # a lit figure on white is not backlit
     assert simple.border_colour == (245, 245, 245)
     busy = pixel_stats(str(_portrait(tmp_path / "busy.png", None)))
     assert busy is not None and busy.busy_background and not busy.simple_background

@@ -43,7 +43,8 @@ SIMPLE_UNIFORMITY = 0.90  # share of border pixels of one colour for a simple ba
 BUSY_UNIFORMITY = 0.50  # below this the border is a busy scene
 LOW_LIGHT_LUMINANCE = 60.0
 BACKLIT_BORDER = 150.0
-BACKLIT_DROP = 50.0
+BACKLIT_DROP = 80.0
+BACKLIT_CENTRE_MAX = 100.0  # a backlit subject is dark (a lit figure on white is not backlit)
 SIDE_LIGHT_DIFFERENCE = 60.0
 SIDE_LIGHT_CONTRAST = 45.0
 THUMBNAIL = 128
@@ -82,7 +83,9 @@ class PixelStats:
 
     @property
     def backlit(self) -> bool:
-        return self.border_luminance >= BACKLIT_BORDER and self.centre_minus_border <= -BACKLIT_DROP
+        centre = self.border_luminance + self.centre_minus_border
+        return (self.border_luminance >= BACKLIT_BORDER and self.centre_minus_border <= -BACKLIT_DROP
+                and centre <= BACKLIT_CENTRE_MAX)
 
     @property
     def side_light(self) -> bool:
