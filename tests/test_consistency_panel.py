@@ -113,7 +113,7 @@ def test_builders_in_this_gradio(world, webui_like) -> None:  # type: ignore[no-
     config = demo.get_config_file()
     elem_ids = {comp.get("props", {}).get("elem_id") for comp in config["components"]}
     if webui_like:
-        assert {"tagger", "write_tagged", "sheet_start", "sheet_image", "sheet_cancel"} <= set(c)
+        assert {"tagger", "write_tagged", "sheet_start", "sheet_image", "sheet_cancel", "sheet_timer"} <= set(c)
         assert {"lora_studio_train_tagger", "lora_studio_train_sheet_start"} <= elem_ids
     else:
         assert "tagger" not in c and "sheet_start" not in c

@@ -18,10 +18,11 @@ from lib_lora.errors import LoraStudioError
 from lib_lora.train.autocaption import write_tagged_captions
 from lib_lora.train.coverage import check_coverage, coverage_html
 from lib_lora.train.dataset import DatasetReport
-from lib_lora.ui.train_tab import TAB_ID, _notice, esc, render_report_html
+from lib_lora.ui.train_tab import TAB_ID, _notice, esc, poll_every, render_report_html
 
 NO_TAGGERS = "Captions from the WebUI's taggers (DeepDanbooru, CLIP/BLIP interrogator) need the WebUI."
 NO_SHEETS = "Consistency sheets need the WebUI: they render with its own generation."
+SHEET_POLL_SECONDS = 2.0
 
 
 def _parse_weights(text: Any) -> tuple[float, ...]:
@@ -178,6 +179,7 @@ def build_sheet_tools(gr: Any, cg: Any, tools: ConsistencyTools, c: dict[str, An
         c["sheet_image"] = cg.make(gr.Image, label="Consistency sheet", type="filepath", interactive=False,
                                    elem_id=TAB_ID + "_sheet_image")
         c["sheet_id"] = gr.State(None)
+        c["sheet_shown"] = gr.State(None)
 
     def start(job_id: Any, weights: Any) -> tuple[Any, str, Any]:
         sheet_id, notice = tools.start_for_job(job_id, weights)
@@ -191,6 +193,16 @@ def build_sheet_tools(gr: Any, cg: Any, tools: ConsistencyTools, c: dict[str, An
                            outputs=[c["sheet_id"], c["sheet_status"], c["sheet_image"]])
     c["sheet_refresh"].click(refresh, inputs=[c["sheet_id"]], outputs=[c["sheet_status"], c["sheet_image"]])
     c["sheet_cancel"].click(tools.cancel, inputs=[c["sheet_id"]], outputs=[c["sheet_status"]])
+
+    def poll(sheet_id: Any, shown: Any) -> tuple[str, Any, Any]:
+        """Progress while the page is open; the image only when it changed (no re-send every tick)."""
+        html, image = tools.view(sheet_id)
+        if not sheet_id or image == shown:
+            return html, cg.update(), shown
+        return html, image, image
+
+    c["sheet_timer"] = poll_every(SHEET_POLL_SECONDS, poll, inputs=[c["sheet_id"], c["sheet_shown"]],
+                                  outputs=[c["sheet_status"], c["sheet_image"], c["sheet_shown"]])
 
 
 __all__ = ["NO_SHEETS", "NO_TAGGERS", "ConsistencyTools", "build_caption_tools", "build_sheet_tools"]
