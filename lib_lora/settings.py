@@ -54,6 +54,9 @@ class Settings:
     extra_roots: tuple[str, ...] = ()
     sd_scripts_path: str = ""
     show_toast: bool = True
+    #: the CLIP model that scores consistency sheets (open_clip 2.7.0 names); weights download on first use
+    consistency_clip_model: str = "ViT-B-32"
+    consistency_clip_pretrained: str = "openai"
     #: Values that were ignored while reading (one line each); not a setting.
     problems: tuple[str, ...] = field(default=(), compare=False)
 
@@ -229,6 +232,10 @@ SCHEMA: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("sd_scripts_path", "Existing sd-scripts or kohya_ss folder (empty: the bundled one)", "text"),
     OptionSpec("show_toast", "Show LoRA Studio warnings as a popup", "bool"),
+    OptionSpec("consistency_clip_model", "Consistency score: CLIP model (open_clip name)", "text",
+               info="e.g. ViT-B-32, ViT-L-14; its weights download on first use"),
+    OptionSpec("consistency_clip_pretrained", "Consistency score: CLIP weights tag", "text",
+               info="e.g. openai, laion2b_s34b_b79k"),
 )
 
 SCHEMA_BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in SCHEMA}

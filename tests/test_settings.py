@@ -23,7 +23,10 @@ def test_defaults() -> None:
         "extra_roots",
         "sd_scripts_path",
         "show_toast",
+        "consistency_clip_model",
+        "consistency_clip_pretrained",
     }
+    assert d.consistency_clip_model == "ViT-B-32" and d.consistency_clip_pretrained == "openai"
 
 
 def test_webui_labels_and_ids_are_both_accepted() -> None:
