@@ -54,6 +54,13 @@ class Settings:
     extra_roots: tuple[str, ...] = ()
     sd_scripts_path: str = ""
     show_toast: bool = True
+    # Civitai / Hugging Face (lib_lora.remote). Networking stays off until a button or civitai_auto_fetch.
+    civitai_api_key: str = ""  # also CIVITAI_API_KEY; sent only to the Civitai site, never shown back
+    civitai_url: str = ""  # empty: https://civitai.com (LORA_STUDIO_CIVITAI_URL overrides)
+    civitai_auto_fetch: bool = False
+    civitai_preview_nsfw: str = "pg13"
+    civitai_preview_mode: str = "blur"
+    download_subfolder: str = "none"
     #: Values that were ignored while reading (one line each); not a setting.
     problems: tuple[str, ...] = field(default=(), compare=False)
 
@@ -229,7 +236,29 @@ SCHEMA: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("sd_scripts_path", "Existing sd-scripts or kohya_ss folder (empty: the bundled one)", "text"),
     OptionSpec("show_toast", "Show LoRA Studio warnings as a popup", "bool"),
+    OptionSpec("civitai_api_key", "Civitai API key (for downloads that need a login; or CIVITAI_API_KEY)", "text",
+               info="sent only to the Civitai site as an Authorization header"),
+    OptionSpec("civitai_url", "Civitai site (empty: https://civitai.com)", "text"),
+    OptionSpec("civitai_auto_fetch", "Fetch Civitai info for new LoRAs automatically (and check for new versions daily)",
+               "bool", info="off: LoRA Studio goes online only when you press a button"),
+    OptionSpec(
+        "civitai_preview_nsfw",
+        "Highest rating for downloaded previews",
+        "choice",
+        (("pg", "PG"), ("pg13", "PG-13"), ("r", "R"), ("x", "X"), ("xxx", "XXX")),
+    ),
+    OptionSpec("civitai_preview_mode", "Previews above that rating", "choice",
+               (("blur", "Blur them"), ("skip", "Skip them"))),
+    OptionSpec(
+        "download_subfolder",
+        "Put downloaded LoRAs in a subfolder by",
+        "choice",
+        (("none", "None"), ("base-model", "Base model"), ("category", "Category")),
+    ),
 )
+
+#: Settings whose value is never shown back (API answers, infotexts, logs).
+SECRET_SETTINGS = frozenset({"civitai_api_key"})
 
 SCHEMA_BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in SCHEMA}
 
