@@ -33,7 +33,8 @@ from lib_lora.remote.common import Cancelled, RemoteError, hf_endpoint, safe_url
 
 PART_PREFIX = ".lora-studio-"
 PART_SUFFIX = ".part"
-CHUNK = 1 << 20
+CHUNK = 1 << 20  # hashing reads
+NET_CHUNK = 1 << 16  # network reads: a broken connection loses at most one of these
 AUTO_RESUMES = 2
 PICKLE_SUFFIXES = (".pt", ".ckpt", ".pth", ".bin", ".pkl")
 
@@ -286,7 +287,7 @@ def stream_to_part(url: str, client: CivitaiClient, part: str, *, expected_sha: 
             done = have
             try:
                 with open(part, mode) as fh:
-                    for chunk in resp.iter_content(CHUNK):
+                    for chunk in resp.iter_content(NET_CHUNK):
                         if stop():
                             raise Cancelled("download cancelled (the partial file is kept for a resume)")
                         fh.write(chunk)

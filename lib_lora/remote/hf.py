@@ -59,7 +59,9 @@ def _hub_error(exc: Exception, what: str) -> RemoteError:
 def card_metadata(path: str) -> dict[str, Any]:
     """The YAML front matter of a model card (``{}`` when there is none or it does not parse)."""
     try:
-        meta = _hub().repocard.metadata_load(path)
+        from huggingface_hub.repocard import metadata_load
+
+        meta = metadata_load(path)
     except Exception:
         return {}
     return meta if isinstance(meta, dict) else {}
