@@ -23,6 +23,12 @@ def test_defaults() -> None:
         "extra_roots",
         "sd_scripts_path",
         "show_toast",
+        "civitai_api_key",
+        "civitai_url",
+        "civitai_auto_fetch",
+        "civitai_preview_nsfw",
+        "civitai_preview_mode",
+        "download_subfolder",
     }
 
 
