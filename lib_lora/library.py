@@ -583,7 +583,7 @@ def detection_from_dict(data: Mapping[str, Any]) -> Detection | None:
             if name in data:
                 v = data[name]
                 if name == "evidence":
-                    # rows are rewritten whenever architecture.py changes (the code fingerprint), so
+                    # rows are rewritten whenever lib_lora/architecture/ changes (the code fingerprint), so
                     # stored evidence always has the current fields: checking the first one suffices
                     if _FAST_DET and (not v or v[0].keys() == _EV_KEYS):
                         v = tuple(_fast_evidence(e) for e in v)
@@ -1159,9 +1159,13 @@ def _code_fingerprint() -> str:
     """Changes when the code that produced a row changes (detector, header reader, sidecars, here)."""
     base = Path(__file__).resolve().parent
     parts = [str(SCHEMA_VERSION)]
-    for name in ("architecture.py", "safetensors_header.py", "sidecars.py", "triggers.py", "library.py"):
+    files: list[Path] = []
+    for stem in ("architecture", "safetensors_header", "sidecars", "triggers", "library"):
+        # a package counts with every module in it (a detector split into files stays covered)
+        files.extend(sorted((base / stem).glob("*.py")) if (base / stem).is_dir() else [base / f"{stem}.py"])
+    for path in files:
         try:
-            st = os.stat(base / name)
+            st = os.stat(path)
             parts.append(f"{st.st_size}:{st.st_mtime_ns}")
         except OSError:
             parts.append("-")

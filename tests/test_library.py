@@ -190,6 +190,23 @@ def test_code_change_rereads_everything(root: Path, index: Path, reads: list[str
     assert Library([root], index).scan().reads == 3
 
 
+@pytest.mark.parametrize("package", ["lib_lora.architecture", "lib_lora.sidecars"])
+def test_code_fingerprint_covers_every_module_of_the_readers(package: str) -> None:
+    """Editing any module of the detector or sidecar package (not a fixed list of files) re-reads the rows."""
+    import importlib
+
+    modules = sorted(Path(str(importlib.import_module(package).__file__)).parent.glob("*.py"))
+    assert len(modules) > 1
+    for path in modules:
+        st = path.stat()
+        before = library._code_fingerprint()
+        try:
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+            assert library._code_fingerprint() != before, path.name
+        finally:
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def test_symlinked_folders_are_followed_once_and_loops_end(tmp_path: Path, index: Path) -> None:
     r = tmp_path / "loras"
     drive = tmp_path / "other-drive" / "packs"

@@ -1,54 +1,52 @@
 """The one training workflow the Train tab, the HTTP API and scripts share: check a dataset, plan a run,
-start it in the job queue, follow it, cancel or resume it, and put the finished LoRA where the WebUI
-finds it.
+start it in the job queue, follow it, cancel or resume it, and hand the finished LoRA to placement.
 
 :class:`TrainingService` wraps a :class:`~lib_lora.host.Host` and a :class:`~lib_lora.train.jobs.JobManager`:
 
 - **check / plan / start** — the same dataset check and :func:`~lib_lora.train.plan.make_plan` as
   ``python -m lib_lora train``; the base checkpoint is picked from the host's list (its architecture read
   from its header by the host's cached detector), the run's files go to ``<data_dir>/training/<name>-<time>``.
-- **the GPU** — with ``hold_queue`` the host's generation queue lock is held (in a thread of its own, so
-  any lock type works) from just before the job starts until the last job the service started has
-  ended — succeeded, failed, cancelled, or refused at start; with ``free_vram`` the WebUI's checkpoint
-  is moved out of GPU memory under that lock and brought back before the lock is released. Neither
-  survives the process: after a restart a trainer that is still running is followed, but the lock is
-  not taken again.
-- **the result** — a succeeded job is installed into the first LoRA folder, one subfolder per character
-  (``<root>/<trigger>/<name>.safetensors``; an existing file is never replaced: ``-2``, ``-3`` …), with
-  an A1111 user-metadata sidecar (activation text = trigger word, sd version, preferred weight,
-  description) and ``<stem>.preview.png`` from the last sample step; then the library is rescanned so
-  ``<lora:name>`` resolves at once. What happened is kept in ``result.json`` in the job folder, so a
-  restart neither installs twice nor forgets; a job that finished while nothing was watching is
-  installed when the service starts.
+- **the GPU** — with ``hold_queue`` the host's generation queue lock is held from just before the job
+  starts until the last job the service started has ended — succeeded, failed, cancelled, or refused at
+  start; with ``free_vram`` the WebUI's checkpoint is moved out of GPU memory under that lock and brought
+  back before the lock is released (:mod:`lib_lora.train.holding`).
+- **the result** — a succeeded job is installed into the first LoRA folder by
+  :func:`lib_lora.train.placement.install_job` (one subfolder per character, never replacing a file,
+  with sidecar and preview, once even across restarts); a job that finished while nothing was watching
+  is installed when the service starts.
 - **security** — when the host is reachable by others (:meth:`Host.is_remote`) every call that names a
   path or starts a subprocess raises :class:`~lib_lora.errors.AccessDeniedError`. Folder paths are
   resolved (symlinks followed) and must be real directories; nothing ever goes through a shell.
 
 One service per host and data folder per process (:func:`service_for`); its job manager is shared with
-the HTTP API (:func:`job_manager_for`).
+the HTTP API (:func:`job_manager_for`). The request and view types, GPU listing and placement live in
+their own modules and are re-exported here for the callers that import them from this one.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import errno
-import json
 import logging
 import os
-import re
-import shutil
 import stat
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lib_lora.errors import AccessDeniedError, LoraStudioError, TrainerEnvironmentError, TrainingError
 from lib_lora.train.dataset import DatasetReport, check_dataset, write_missing_captions
+from lib_lora.train.gpus import GpuInfo, list_gpus, parse_gpu_ids, webui_cuda
+from lib_lora.train.holding import GpuHold
 from lib_lora.train.jobs import JobManager, JobRecord
+from lib_lora.train.placement import (
+    DEFAULT_PREFERRED_WEIGHT,
+    InstalledLora,
+    install_intent,
+    install_job,
+    pick_preview_sample,
+    read_result,
+)
 from lib_lora.train.plan import (
     TrainingPlan,
     default_output_name,
@@ -57,350 +55,19 @@ from lib_lora.train.plan import (
     validate_trigger,
 )
 from lib_lora.train.presets import KINDS, PRESET_NAMES, query_free_vram_bytes
-from lib_lora.train.runner import (
-    CANCELLED,
-    FAILED,
-    SUCCEEDED,
-    JobStatus,
-    claim_file,
-)
+from lib_lora.train.request import JobView, TrainingRequest, request_from_mapping, validate_folder
+from lib_lora.train.runner import SUCCEEDED
 
 log = logging.getLogger(__name__)
 
-RESULT_FILE = "result.json"
-RESULT_CLAIM = "result.claim"
 TRAINING_DIR = "training"
 TOKENIZER_DIR = "tokenizers"  # <data_dir>/tokenizers/openai_clip-vit-large-patch14 … (--tokenizer_cache_dir)
-DEFAULT_PREFERRED_WEIGHT = 0.8
 #: how long :meth:`TrainingService.start` waits for the WebUI to finish generating before refusing
 DEFAULT_LOCK_TIMEOUT = 30.0
 #: architecture ids detection reports -> the ids the presets train
 TRAINABLE_ARCH = {"sd1": "sd1", "sd15": "sd1", "sdxl": "sdxl", "flux1": "flux1", "flux": "flux1"}
-_FORBIDDEN_ROOTS = ("/dev", "/proc", "/sys")
-_MAX_PATH = 4096
-_SAMPLE_NAME = re.compile(r"_(\d{6})_(\d{2})_[^/\\]*\.(?:png|jpe?g|webp)$", re.IGNORECASE)
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 ProgressCallback = Callable[[int, int, str], None]
-
-
-# ------------------------------------------------------------------------------------------ data
-
-
-@dataclass(frozen=True)
-class TrainingRequest:
-    """What the user asks for (the Train tab's fields; ``None`` = the preset's value)."""
-
-    folder: str
-    trigger: str
-    base: str  # a checkpoint title / name from the host's list (or a file path, locally)
-    preset: str = "default"
-    kind: str = "character"
-    steps: int | None = None  # None: auto (each image seen ~90 times)
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    network_dim: int | None = None
-    network_alpha: float | None = None
-    resolution: int | None = None
-    gpu_ids: tuple[int, ...] | None = None  # None: GPU 0 / all; several: one process each
-    output_name: str | None = None  # default: from the trigger
-    caption_extension: str = ".txt"
-    arch: str | None = None  # "sd1" | "sdxl" | "flux1" when the header cannot tell
-    family: str | None = None  # "pony", "illustrious" …
-    free_vram: bool = True  # move the WebUI's checkpoint out of GPU memory while training
-    hold_queue: bool | None = None  # hold the generation queue (None: in a WebUI, unless on other GPUs only)
-    preferred_weight: float = DEFAULT_PREFERRED_WEIGHT
-    free_vram_bytes: int | None = None  # for the fast preset's batch (None: ask nvidia-smi)
-    tokenizer_cache_dir: str | None = None  # None: <data_dir>/tokenizers when it exists (offline runs)
-    offline: bool | None = None  # no Hugging Face hub access (None: $HF_HUB_OFFLINE)
-    overrides: Mapping[str, Any] = field(default_factory=dict)  # further make_plan overrides
-    extra_args: tuple[str, ...] = ()  # further sd-scripts options (checked against the option table)
-    source: str = "tab"  # who asked: "tab" | "api" | …
-
-    def plan_overrides(self) -> dict[str, Any]:
-        ov: dict[str, Any] = dict(self.overrides)
-        for key, value in (
-            ("steps", self.steps),
-            ("batch_size", self.batch_size),
-            ("learning_rate", self.learning_rate),
-            ("network_dim", self.network_dim),
-            ("network_alpha", self.network_alpha),
-            ("resolution", self.resolution),
-        ):
-            if value is not None:
-                ov[key] = value
-        return ov
-
-
-@dataclass(frozen=True)
-class InstalledLora:
-    """Where a finished LoRA was put, and whether the library resolves it."""
-
-    path: str
-    name: str  # what goes into <lora:NAME:weight>
-    sidecar: str | None = None
-    preview: str | None = None
-    found: bool = False  # library.lookup(name) gives this file
-    message: str = ""
-    trigger: str = ""
-    weight: float = DEFAULT_PREFERRED_WEIGHT
-
-    @property
-    def tag(self) -> str:
-        """The prompt tag that uses it."""
-        return f"<lora:{self.name}:{self.weight:g}>"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> InstalledLora:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
-@dataclass(frozen=True)
-class JobView:
-    """One job as the tab, the API and scripts show it."""
-
-    id: str
-    status: JobStatus
-    created_at: float
-    source: str  # "tab" | "api" | "cli" | …
-    trigger: str
-    output_name: str
-    base: str  # checkpoint file name
-    preset: str  # "default/sd15/character"
-    total_steps: int
-    job_dir: str
-    resumed_from: str | None = None
-    installs: bool = False  # the result goes into the LoRA folder when it succeeds
-    installed: InstalledLora | None = None
-    install_error: str | None = None
-
-    @property
-    def state(self) -> str:
-        return self.status.state
-
-    @property
-    def done(self) -> bool:
-        return self.status.done
-
-    @property
-    def installing(self) -> bool:
-        """Succeeded, but not yet copied into the LoRA folder."""
-        return self.state == SUCCEEDED and self.installs and self.installed is None and self.install_error is None
-
-    @property
-    def finished(self) -> bool:
-        """Nothing more will happen to this job (ended, and installed when it installs)."""
-        return self.done and not self.installing
-
-    @property
-    def resumable(self) -> bool:
-        st = self.status
-        return st.state in (CANCELLED, FAILED) and bool(st.resume_state or st.last_save)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "state": self.state,
-            "status": self.status.to_dict(),
-            "created_at": self.created_at,
-            "source": self.source,
-            "trigger": self.trigger,
-            "output_name": self.output_name,
-            "base": self.base,
-            "preset": self.preset,
-            "total_steps": self.total_steps,
-            "job_dir": self.job_dir,
-            "resumed_from": self.resumed_from,
-            "installs": self.installs,
-            "installing": self.installing,
-            "installed": self.installed.to_dict() if self.installed else None,
-            "install_error": self.install_error,
-            "resumable": self.resumable,
-        }
-
-
-# ------------------------------------------------------------------------------------ validation
-
-
-def validate_folder(path: str | os.PathLike[str], what: str = "dataset folder") -> str:
-    """The real path of an existing directory named by the user; refuses devices, files, ``/proc``…
-
-    Symlinks are resolved, so the check applies to what will actually be read."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TrainingError(f"the {what} must be a path")
-    text = os.fspath(path).strip()
-    if not text:
-        raise TrainingError(f"the {what} is empty")
-    if "\0" in text or len(text) > _MAX_PATH or any(ord(c) < 32 for c in text):
-        raise TrainingError(f"the {what} contains characters no folder name has")
-    expanded = os.path.expanduser(text)
-    if not os.path.isabs(expanded):
-        raise TrainingError(f"the {what} must be a full path (like /home/me/pictures/alice), not {text!r}")
-    real = os.path.realpath(expanded)
-    try:
-        st = os.stat(real)
-    except FileNotFoundError:
-        raise TrainingError(f"{what} not found: {text}") from None
-    except OSError as exc:
-        raise TrainingError(f"cannot open the {what} {text}: {exc.strerror or exc}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        kind = "a file" if stat.S_ISREG(st.st_mode) else "not a folder (a device, socket or pipe)"
-        raise TrainingError(f"the {what} {text} is {kind}: choose the folder that holds the images")
-    if any(real == root or real.startswith(root + os.sep) for root in _FORBIDDEN_ROOTS):
-        raise TrainingError(f"the {what} {text} is a system folder ({real})")
-    if not os.access(real, os.R_OK | os.X_OK):
-        raise TrainingError(f"the {what} {text} cannot be read (permission denied)")
-    return real
-
-
-def _safe_component(text: str) -> str:
-    """A file or folder name made from user text (no separators, no dots at the ends, not empty)."""
-    name = default_output_name(text) if text else ""
-    return name or "lora"
-
-
-def _webui_cuda() -> str | None:
-    """The CUDA version of the torch the running process has already imported (never imports it)."""
-    torch = sys.modules.get("torch")
-    version = getattr(getattr(torch, "version", None), "cuda", None)
-    return str(version) if version else None
-
-
-# ---------------------------------------------------------------------------------- queue lock
-
-
-class _LockHolder:
-    """Holds a context manager (the WebUI's queue lock) in a thread of its own, so it is entered and
-    exited on the same thread whatever thread asks — an ``RLock`` would refuse a release from another
-    thread, and the release comes from the thread that saw the job end."""
-
-    def __init__(self, factory: Callable[[], Any]) -> None:
-        self._factory = factory
-        self._acquired = threading.Event()
-        self._release = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None
-
-    def acquire(self, timeout: float) -> bool:
-        self._thread = threading.Thread(target=self._hold, name="lora-studio-queue-lock", daemon=True)
-        self._thread.start()
-        if self._acquired.wait(timeout) and self.error is None:
-            return True
-        self._release.set()  # if it is acquired later, it is let go at once
-        return False
-
-    def _hold(self) -> None:
-        try:
-            with self._factory():
-                self._acquired.set()
-                self._release.wait()
-        except BaseException as exc:  # the lock could not be taken: acquire() reports it
-            self.error = exc
-            self._acquired.set()
-
-    def release(self, timeout: float = 10.0) -> None:
-        self._release.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-    @property
-    def held(self) -> bool:
-        return self._acquired.is_set() and not self._release.is_set() and self.error is None
-
-
-class _GpuHold:
-    """The queue lock and the freed VRAM, shared by every job the service started until the last ends."""
-
-    def __init__(self, host: Any, lock_timeout: float) -> None:
-        self.host = host
-        self.lock_timeout = lock_timeout
-        self._lock = threading.Lock()
-        self._jobs: set[str] = set()
-        self._pending = 0
-        self._holder: _LockHolder | None = None
-        self._vram: Any = None
-
-    @property
-    def locked(self) -> bool:
-        with self._lock:
-            return self._holder is not None and self._holder.held
-
-    @property
-    def vram_freed(self) -> bool:
-        with self._lock:
-            return bool(getattr(self._vram, "freed", False))
-
-    def reserve(self, *, hold_queue: bool, free_vram: bool) -> bool:
-        """Take the queue lock (and free VRAM) for a job about to start; False when nothing is held."""
-        if not hold_queue and not free_vram:
-            return False
-        with self._lock:
-            if self._holder is None:
-                holder = _LockHolder(self.host.queue_lock)
-                if not holder.acquire(self.lock_timeout):
-                    if holder.error is not None:
-                        raise TrainingError(f"cannot take the WebUI's generation queue: {holder.error}")
-                    raise TrainingError(
-                        f"the WebUI is still generating after {self.lock_timeout:.0f} s: start the training "
-                        "when it has finished (training holds the generation queue)"
-                    )
-                self._holder = holder
-            self._pending += 1
-            if free_vram and self._vram is None:
-                try:
-                    self._vram = self.host.free_vram()
-                except Exception as exc:  # training can still run; the report says why memory is short
-                    log.warning("LoRA Studio: could not free the WebUI's GPU memory: %s", exc)
-                    self._vram = None
-            return True
-
-    def holds(self, job_id: str) -> bool:
-        with self._lock:
-            return job_id in self._jobs
-
-    def bind(self, job_id: str) -> None:
-        with self._lock:
-            self._pending = max(0, self._pending - 1)
-            self._jobs.add(job_id)
-
-    def cancel_reservation(self) -> None:
-        with self._lock:
-            self._pending = max(0, self._pending - 1)
-            self._release_if_idle_locked()
-
-    def release(self, job_id: str) -> bool:
-        with self._lock:
-            if job_id not in self._jobs:
-                return False
-            self._jobs.discard(job_id)
-            self._release_if_idle_locked()
-            return True
-
-    def release_all(self) -> None:
-        with self._lock:
-            self._jobs.clear()
-            self._pending = 0
-            self._release_if_idle_locked()
-
-    def _release_if_idle_locked(self) -> None:
-        if self._jobs or self._pending:
-            return
-        token, self._vram = self._vram, None
-        holder, self._holder = self._holder, None
-        try:
-            if token is not None:
-                try:
-                    self.host.restore_vram(token)
-                except Exception as exc:  # never keep the queue locked because the model did not come back
-                    log.warning("LoRA Studio: could not restore the WebUI's model to the GPU: %s", exc)
-        finally:
-            if holder is not None:
-                holder.release()
 
 
 # ------------------------------------------------------------------------------------- service
@@ -427,7 +94,7 @@ class TrainingService:
         self.jobs = jobs if jobs is not None else job_manager_for(host.data_dir())
         self._sd_scripts_dir = os.fspath(sd_scripts_dir) if sd_scripts_dir else None
         self._trainer_python = os.fspath(trainer_python) if trainer_python else None
-        self._hold = _GpuHold(host, lock_timeout)
+        self._hold = GpuHold(host, lock_timeout)
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._installing: set[str] = set()
@@ -495,7 +162,7 @@ class TrainingService:
         :class:`~lib_lora.train.environment.InstallProgress` to ``progress``."""
         self.require_local("installing the trainer")
         self.sd_scripts_dir()  # a clear message when sd-scripts itself is missing
-        options.setdefault("cuda", _webui_cuda())
+        options.setdefault("cuda", webui_cuda())
         return self.environment().create(progress, **options)
 
     # -------------------------------------------------------------------------- check, plan
@@ -810,7 +477,7 @@ class TrainingService:
         """Install succeeded jobs that finished while no service was watching (after a restart)."""
         try:
             for record in self.jobs.list():
-                if record.state == SUCCEEDED and record.meta.get("install") and _read_result(record.job_dir) is None:
+                if record.state == SUCCEEDED and record.meta.get("install") and read_result(record.job_dir) is None:
                     self._schedule_install(record.id)
         except Exception:
             log.exception("LoRA Studio: checking for finished trainings failed")
@@ -819,98 +486,10 @@ class TrainingService:
 
     def install(self, job_id: str) -> InstalledLora:
         """Put a succeeded job's LoRA into the LoRA folder (once; later calls return the first result)."""
-        record = self.jobs.get(job_id)
-        if record.state != SUCCEEDED:
-            raise TrainingError(f"job {job_id} is {record.state}: only a finished training can be installed")
-        intent = record.meta.get("install")
-        if not isinstance(intent, dict):
-            raise TrainingError(f"job {job_id} was not started to be installed into the LoRA folder")
-        with _INSTALL_LOCK:  # one install at a time in this process: no two pick the same name
-            existing = _read_result(record.job_dir)
-            if existing is not None:
-                if existing.get("installed"):
-                    return InstalledLora.from_dict(existing["installed"])
-                raise TrainingError(str(existing.get("error") or "the earlier install failed"))
-            if not claim_file(Path(record.job_dir) / RESULT_CLAIM, reclaim_own=True):
-                raise TrainingError(f"job {job_id} is being installed by another LoRA Studio process")
-            try:
-                installed = self._install(record, intent)
-            except Exception as exc:
-                message = str(exc) if isinstance(exc, LoraStudioError) else f"{type(exc).__name__}: {exc}"
-                _write_result(record.job_dir, {"error": message, "at": time.time()})
-                raise TrainingError(f"the LoRA was trained but could not be put into the LoRA folder: {message}") from exc
-            finally:
-                try:
-                    (Path(record.job_dir) / RESULT_CLAIM).unlink()
-                except OSError:
-                    pass
-            _write_result(record.job_dir, {"installed": installed.to_dict(), "at": time.time()})
+        installed = install_job(self.jobs.get(job_id), self.host)
         with self._cond:
             self._cond.notify_all()
         return installed
-
-    def _install(self, record: JobRecord, intent: Mapping[str, Any]) -> InstalledLora:
-        from lib_lora import sidecars
-
-        source = record.status.output_path or _expected_output(record)
-        if not source or not os.path.isfile(source):
-            raise TrainingError(f"the trained file is missing: {source or '(no output recorded)'}")
-        root = intent.get("lora_root")
-        roots = [os.fspath(r) for r in self.host.lora_roots()]
-        if not root or not os.path.isdir(root):
-            root = roots[0] if roots else None
-        if not root:
-            raise TrainingError("there is no LoRA folder to put the LoRA into")
-        folder = os.path.join(root, _safe_component(str(intent.get("subfolder") or intent.get("name") or "")))
-        os.makedirs(folder, exist_ok=True)
-        stem = _safe_component(str(intent.get("name") or Path(source).stem))
-        suffix = Path(source).suffix or ".safetensors"
-        target = _place_file(source, folder, stem, suffix, taken=self._taken_name)
-        new_stem = Path(target).stem
-        notes: list[str] = []
-        sidecar_path: str | None = None
-        try:
-            sidecars.update_user_metadata(
-                target,
-                description=str(intent.get("description") or ""),
-                sd_version=sidecars.sd_version_for(str(intent.get("arch") or "")),
-                activation_text=str(intent.get("trigger") or ""),
-                preferred_weight=float(intent.get("preferred_weight") or DEFAULT_PREFERRED_WEIGHT),
-                category=str(intent.get("category") or "") or None,
-            )
-            sidecar_path = os.fspath(sidecars.user_metadata_path(target))
-        except LoraStudioError as exc:
-            notes.append(f"no sidecar: {exc}")
-        preview: str | None = None
-        sample = pick_preview_sample(record.status.samples, record.spec.get("sample_dir"))
-        if sample:
-            try:
-                preview = _write_preview(sample, os.path.join(folder, new_stem + ".preview.png"))
-            except (OSError, ValueError) as exc:
-                notes.append(f"no preview: {exc}")
-        found = False
-        try:
-            self.host.rescan(wait=True)
-            lookup = self.host.library().lookup(new_stem)
-            found = bool(lookup.found and lookup.entry is not None
-                         and os.path.realpath(lookup.entry.path) == os.path.realpath(target))
-            if not found:
-                notes.append(f"<lora:{new_stem}> does not resolve to the new file yet: {lookup.message}")
-        except Exception as exc:
-            notes.append(f"the library could not be rescanned: {exc}")
-        weight = float(intent.get("preferred_weight") or DEFAULT_PREFERRED_WEIGHT)
-        message = f"Saved as {target} — use <lora:{new_stem}:{weight:g}> with {intent.get('trigger')}"
-        if notes:
-            message += " (" + "; ".join(notes) + ")"
-        return InstalledLora(path=target, name=new_stem, sidecar=sidecar_path, preview=preview, found=found,
-                             message=message, trigger=str(intent.get("trigger") or ""), weight=weight)
-
-    def _taken_name(self, stem: str) -> bool:
-        """Whether another LoRA in the library already answers to ``stem`` (a new one would shadow it)."""
-        try:
-            return self.host.library().lookup(stem).status in ("found", "ambiguous")
-        except Exception:
-            return False
 
     # ------------------------------------------------------------------------------ views
 
@@ -918,7 +497,7 @@ class TrainingService:
         cached = self._results.get(record.id)
         if cached is not None:
             return cached
-        result = _read_result(record.job_dir)
+        result = read_result(record.job_dir)
         if result is not None:
             self._results[record.id] = result
         return result
@@ -956,153 +535,17 @@ class TrainingService:
         )
 
 
-# ----------------------------------------------------------------------------- file helpers
+# ------------------------------------------------------------------------------- helpers
 
 
 def _extension_dir() -> str:
     return os.fspath(Path(__file__).resolve().parents[2])
 
 
-def _expected_output(record: JobRecord) -> str | None:
-    out, name = record.spec.get("output_dir"), record.spec.get("output_name")
-    if not out or not name:
-        return None
-    return os.path.join(str(out), f"{name}.safetensors")
-
-
-def _place_file(source: str, folder: str, stem: str, suffix: str,
-                taken: Callable[[str], bool] = lambda s: False) -> str:
-    """Put ``source`` into ``folder`` as ``<stem><suffix>`` or ``<stem>-2<suffix>`` … without ever
-    replacing a file: a hard link when possible (instant, no extra space), else a copy made under a
-    temporary name and linked into place (``link`` fails when the name exists, so two writers can never
-    overwrite each other). The training folder keeps its own file."""
-    for n in range(1, 1000):
-        name = stem if n == 1 else f"{stem}-{n}"
-        target = os.path.join(folder, name + suffix)
-        if os.path.lexists(target) or _sidecar_exists(folder, name) or taken(name):
-            continue
-        try:
-            os.link(source, target)
-            return target
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES,
-                                 getattr(errno, "EOPNOTSUPP", errno.ENOTSUP)):
-                raise TrainingError(f"cannot write into {folder}: {exc.strerror or exc}") from None
-        tmp = os.path.join(folder, f".{name}{suffix}.{os.getpid()}.tmp")
-        try:
-            shutil.copyfile(source, tmp)
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                continue
-            except OSError:  # a file system without hard links: exclusive create, then copy into it
-                try:
-                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                except FileExistsError:
-                    continue
-                os.close(fd)
-                os.replace(tmp, target)
-            return target
-        except OSError as exc:
-            raise TrainingError(f"cannot copy the LoRA into {folder}: {exc.strerror or exc}") from None
-        finally:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    raise TrainingError(f"{folder} already holds {stem}{suffix} and 998 numbered copies")
-
-
-def _sidecar_exists(folder: str, stem: str) -> bool:
-    """A sidecar of that name without its model (left from a deleted LoRA) would be adopted: skip it."""
-    return any(os.path.lexists(os.path.join(folder, stem + s)) for s in (".json", ".preview.png"))
-
-
-def pick_preview_sample(samples: Iterable[str], sample_dir: str | None = None) -> str | None:
-    """The sample image for a preview: the first prompt (a portrait) of the last sample step; with no
-    step in the names, the newest file. Looks into ``sample_dir`` when the status lists none."""
-    files = [s for s in samples if os.path.isfile(s)]
-    if not files and sample_dir and os.path.isdir(sample_dir):
-        files = [os.path.join(sample_dir, n) for n in sorted(os.listdir(sample_dir))
-                 if n.lower().endswith(_IMAGE_SUFFIXES) and not n.startswith(".")]
-    if not files:
-        return None
-    keyed = []
-    for path in files:
-        m = _SAMPLE_NAME.search(os.path.basename(path))
-        if m:
-            keyed.append(((int(m.group(1)), -int(m.group(2))), path))
-    if keyed:
-        return max(keyed)[1]
-    return max(files, key=lambda p: os.stat(p).st_mtime)
-
-
-def _write_preview(sample: str, target: str) -> str:
-    """Write ``sample`` as a PNG preview at ``target`` (converted when it is another format)."""
-    with open(sample, "rb") as fh:
-        head = fh.read(8)
-    tmp = f"{target}.{os.getpid()}.tmp"
-    try:
-        if head == b"\x89PNG\r\n\x1a\n":
-            shutil.copyfile(sample, tmp)
-        else:
-            from PIL import Image
-
-            with Image.open(sample) as img:
-                img.convert("RGB").save(tmp, format="PNG")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
-
-
-def _read_result(job_dir: str) -> dict[str, Any] | None:
-    try:
-        data = json.loads((Path(job_dir) / RESULT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write_result(job_dir: str, data: dict[str, Any]) -> None:
-    path = Path(job_dir) / RESULT_FILE
-    tmp = path.with_name(f".{RESULT_FILE}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("LoRA Studio: cannot write %s: %s", path, exc)
-
-
-def install_intent(plan: TrainingPlan, lora_root: str | None, ckpt_name: str,
-                   preferred_weight: float = DEFAULT_PREFERRED_WEIGHT) -> dict[str, Any]:
-    """What a job's record says about putting its LoRA into the LoRA folder when it succeeds
-    (``meta["install"]``: :meth:`TrainingService.install` reads it)."""
-    description = (
-        f"Trained with LoRA Studio on {ckpt_name}: preset {plan.preset.id}, {plan.max_train_steps} steps × batch "
-        f"{plan.batch_size}, {plan.image_count} images at {plan.resolution} px, dim {plan.network_dim} / alpha "
-        f"{plan.network_alpha:g}, lr {plan.learning_rate:g}. Trigger word: {plan.trigger}."
-    )
-    return {
-        "lora_root": lora_root,
-        "subfolder": _safe_component(plan.trigger),
-        "name": plan.output_name,
-        "trigger": plan.trigger,
-        "arch": plan.base_arch,
-        "preferred_weight": float(preferred_weight),
-        "description": description,
-        "category": plan.preset.kind,
-    }
-
-
 # ---------------------------------------------------------------------- one per process
 
 
 _REGISTRY_LOCK = threading.Lock()
-_INSTALL_LOCK = threading.RLock()
 _MANAGERS: dict[str, JobManager] = {}
 _SERVICES: dict[str, TrainingService] = {}
 
@@ -1152,82 +595,6 @@ def reset_for_tests() -> None:
         m.close()
 
 
-@dataclass(frozen=True)
-class GpuInfo:
-    index: int
-    name: str
-    memory_total_mib: int | None = None
-    memory_free_mib: int | None = None
-
-    def label(self) -> str:
-        free = f", {self.memory_free_mib / 1024:.1f} of {self.memory_total_mib / 1024:.0f} GiB free" if (
-            self.memory_free_mib is not None and self.memory_total_mib) else ""
-        return f"{self.index}: {self.name}{free}"
-
-
-def list_gpus(nvidia_smi: str = "nvidia-smi", timeout: float = 10.0) -> list[GpuInfo]:
-    """The NVIDIA GPUs ``nvidia-smi`` sees (empty without the tool or a GPU). Never imports torch."""
-    import subprocess
-
-    exe = shutil.which(nvidia_smi)
-    if exe is None:
-        return []
-    try:
-        out = subprocess.run(
-            [exe, "--query-gpu=index,name,memory.total,memory.free", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    if out.returncode != 0:
-        return []
-    gpus: list[GpuInfo] = []
-    for line in out.stdout.splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) < 2 or not parts[0].isdigit():
-            continue
-
-        def mib(text: str) -> int | None:
-            try:
-                return int(float(text))
-            except ValueError:
-                return None
-
-        gpus.append(GpuInfo(int(parts[0]), parts[1], mib(parts[2]) if len(parts) > 2 else None,
-                            mib(parts[3]) if len(parts) > 3 else None))
-    return gpus
-
-
-def request_from_mapping(data: Mapping[str, Any]) -> TrainingRequest:
-    """A :class:`TrainingRequest` from plain data (API bodies, saved forms); unknown keys are refused."""
-    names = {f.name for f in dataclasses.fields(TrainingRequest)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise TrainingError(f"unknown training field(s): {', '.join(unknown)}")
-    kw = dict(data)
-    if kw.get("gpu_ids") is not None:
-        kw["gpu_ids"] = tuple(int(g) for g in kw["gpu_ids"])
-    if kw.get("extra_args") is not None:
-        kw["extra_args"] = tuple(str(a) for a in kw["extra_args"])
-    return TrainingRequest(**kw)
-
-
-def parse_gpu_ids(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
-    """``"0,1"`` -> ``(0, 1)``; empty -> ``None`` (the default GPU)."""
-    if text is None:
-        return None
-    if not isinstance(text, str):
-        return tuple(int(g) for g in text) or None
-    if not text.strip():
-        return None
-    ids: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        if not part.isdigit():
-            raise TrainingError(f"GPUs must be numbers separated by commas, like 0,1 (got {text!r})")
-        ids.append(int(part))
-    return tuple(ids)
-
-
 __all__ = [
     "DEFAULT_PREFERRED_WEIGHT",
     "GpuInfo",
@@ -1235,6 +602,7 @@ __all__ = [
     "JobView",
     "TrainingRequest",
     "TrainingService",
+    "install_intent",
     "job_manager_for",
     "list_gpus",
     "parse_gpu_ids",
