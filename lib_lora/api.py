@@ -39,7 +39,7 @@ from fastapi.responses import FileResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field, constr
 
-from lib_lora import browse
+from lib_lora import api_civitai, browse
 from lib_lora.errors import LoraStudioError
 
 # Strict text (pydantic 1 would turn 5 into "5"): constr exists with the same meaning in pydantic 1 and 2.
@@ -500,6 +500,7 @@ def make_router(host: Any, *, jobs: Any = None) -> APIRouter:
             raise _problem(409, str(exc)) from None
         return ctx.job_json(ctx.jobs().get(new_id))
 
+    api_civitai.add_routes(router, ctx)  # Civitai / Hugging Face: fetch info, downloads, new versions
     return router
 
 

@@ -92,7 +92,7 @@ def download_hf(ref: HFRef, lora_dir: str, *, subfolder: str | None = None, subf
         progress(0, 0, "asking Hugging Face")
     try:
         meta = hub.get_hf_file_metadata(hub.hf_hub_url(ref.repo_id, ref.filename, revision=ref.revision,
-                                                       endpoint=endpoint), endpoint=endpoint)
+                                                       endpoint=endpoint))
     except Exception as exc:
         raise _hub_error(exc, what) from None
     etag = (getattr(meta, "etag", None) or "").strip('"').lower()
