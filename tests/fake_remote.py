@@ -57,6 +57,7 @@ class _Server:
 
         class H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stalls
 
             def log_message(self, *a: Any) -> None:
                 pass
@@ -117,6 +118,9 @@ class FakeCivitai:
         self.signatures = 0
         self.delay = 0.0  # seconds each API answer waits (benchmark: the server's own time)
         self.aliases: dict[str, int] = {}  # sha256 -> version id, for versions served unchanged (fixtures)
+        self._index: dict[str, int] = {}
+        self._index_size = -1
+        self.busy = 0.0  # seconds spent in handlers (the server's own time)
         self._lock = threading.Lock()
         self.api = _Server(self._api)
         self.cdn = _Server(self._cdn)
@@ -171,11 +175,13 @@ class FakeCivitai:
     def _by_sha(self, sha: str) -> dict[str, Any] | None:
         if sha.lower() in self.aliases:
             return self.versions.get(self.aliases[sha.lower()])
-        for v in self.versions.values():
-            for f in v.get("files", []):
-                if str(f.get("hashes", {}).get("SHA256", "")).lower() == sha.lower():
-                    return v
-        return None
+        with self._lock:
+            if self._index_size != len(self.versions):  # rebuilt when versions were added
+                self._index = {str(f.get("hashes", {}).get("SHA256", "")).lower(): vid
+                               for vid, v in self.versions.items() for f in v.get("files", [])}
+                self._index_size = len(self.versions)
+            vid = self._index.get(sha.lower())
+        return self.versions.get(vid) if vid is not None else None
 
     # -- handlers -------------------------------------------------------------------------------
 
@@ -187,6 +193,16 @@ class FakeCivitai:
         return h.path, body
 
     def _api(self, h: BaseHTTPRequestHandler) -> None:
+        import time
+
+        t0 = time.perf_counter()
+        try:
+            self._api_inner(h)
+        finally:
+            with self._lock:
+                self.busy += time.perf_counter() - t0
+
+    def _api_inner(self, h: BaseHTTPRequestHandler) -> None:
         path, body = self._record(h)
         fault = self._take_fault(path)
         if fault is not None and fault.status:
@@ -197,6 +213,9 @@ class FakeCivitai:
 
             time.sleep(self.delay)
         p = urlsplit(path).path
+        if p == "/__stats":  # for the benchmark: the server's own time
+            _send(h, 200, json.dumps({"busy": self.busy, "requests": len(self.log)}).encode())
+            return
         if p == "/api/v1/model-versions/by-hash" and h.command == "POST":
             if not self.bulk:
                 _send(h, 404, b'{"error":"Not found"}')
@@ -238,6 +257,16 @@ class FakeCivitai:
         _send(h, 404, b'{"error":"no route"}')
 
     def _cdn(self, h: BaseHTTPRequestHandler) -> None:
+        import time
+
+        t0 = time.perf_counter()
+        try:
+            self._cdn_inner(h)
+        finally:
+            with self._lock:
+                self.busy += time.perf_counter() - t0
+
+    def _cdn_inner(self, h: BaseHTTPRequestHandler) -> None:
         path, _ = self._record(h)
         fault = self._take_fault(path)
         if fault is not None and fault.status:

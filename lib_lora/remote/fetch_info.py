@@ -286,42 +286,13 @@ def fetch_info(
     for path, sha in todo.items():
         by_sha.setdefault(sha, []).append(path)
     shas = list(by_sha)
-    versions: dict[str, dict[str, Any]] = {}
 
-    # 2. bulk lookups, 100 hashes a request
-    try:
-        for i in range(0, len(shas), BULK_LIMIT):
-            chunk = shas[i:i + BULK_LIMIT]
-            try:
-                found = client.versions_by_hashes(chunk)
-            except Cancelled:
-                raise
-            except RemoteError as exc:
-                if exc.kind == "offline":
-                    offline = exc.message
-                    break
-                for sha in chunk:
-                    for p in by_sha[sha]:
-                        report(p, FileResult(p, FAILED, exc.message, sha256=sha))
-                continue
-            versions.update(found)
-            unknown = [s for s in chunk if s not in found]
-            memory.remember(unknown)
-            memory.forget(list(found))
-            for sha in unknown:
-                for p in by_sha[sha]:
-                    report(p, FileResult(p, UNKNOWN, "unknown to Civitai", sha256=sha))
-    except Cancelled:
-        cancelled = True
-
-    # 3. model objects, sidecars and previews, a few in flight
-    cache = _ModelCache(client)
-
-    def work(path: str, sha: str) -> None:
+    # 2. per hundred files: one bulk lookup, then model objects, sidecars and previews, a few in flight.
+    # Only one hundred answers are held at a time (real version objects carry long descriptions).
+    def work(path: str, sha: str, version: dict[str, Any], cache: _ModelCache) -> None:
         if stop():
             report(path, FileResult(path, CANCELLED, "cancelled", sha256=sha))
             return
-        version = versions[sha]
         try:
             model: dict[str, Any] | None = None
             mid = version.get("modelId")
@@ -336,12 +307,38 @@ def fetch_info(
         except OSError as exc:
             report(path, FileResult(path, FAILED, f"{path}: {exc.strerror or exc}", sha256=sha))
 
-    if offline is None and not cancelled:
-        jobs = [(p, sha) for sha in versions for p in by_sha[sha]]
-        with ThreadPoolExecutor(max_workers=max(1, min(options.workers, 8)), thread_name_prefix="civitai") as pool:
-            for f in [pool.submit(work, p, sha) for p, sha in jobs]:
-                f.result()
-        cancelled = stop() and any(r.status == CANCELLED for r in results.values())
+    with ThreadPoolExecutor(max_workers=max(1, min(options.workers, 8)), thread_name_prefix="civitai") as pool:
+        try:
+            for i in range(0, len(shas), BULK_LIMIT):
+                if stop():
+                    raise Cancelled()
+                chunk = shas[i:i + BULK_LIMIT]
+                try:
+                    found = client.versions_by_hashes(chunk)
+                except Cancelled:
+                    raise
+                except RemoteError as exc:
+                    if exc.kind == "offline":
+                        offline = exc.message
+                        break
+                    for sha in chunk:
+                        for p in by_sha[sha]:
+                            report(p, FileResult(p, FAILED, exc.message, sha256=sha))
+                    continue
+                unknown = [s for s in chunk if s not in found]
+                memory.remember(unknown)
+                memory.forget(list(found))
+                for sha in unknown:
+                    for p in by_sha[sha]:
+                        report(p, FileResult(p, UNKNOWN, "unknown to Civitai", sha256=sha))
+                cache = _ModelCache(client)
+                futures = [pool.submit(work, p, sha, v, cache) for sha, v in found.items() for p in by_sha[sha]]
+                for f in futures:
+                    f.result()
+                del found, cache, futures
+        except Cancelled:
+            cancelled = True
+    cancelled = cancelled or (stop() and any(r.status == CANCELLED for r in results.values()))
     memory.save()
     for path in paths:  # whatever was not reached
         if path not in results:

@@ -448,7 +448,7 @@ class BrowserController:
     def render(self, text: str, base_label: str, category: str, compatible_only: bool, sort_label: str,
                page: int | float | None, checkpoint_title: str | None) -> str:
         try:
-            remote_panel.load_newer(self.host)  # "new version" badges from the last check (no network)
+            remote_panel.on_render(self.host)  # new-version badges; automatic fetching only when enabled
             label, det = self.checkpoint_for(checkpoint_title)
             result = self.cache.get().search(self.query(text, base_label, category, compatible_only, sort_label, page),
                                              det, label)

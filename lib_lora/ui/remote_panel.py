@@ -28,10 +28,14 @@ def _esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def load_newer(host: Any) -> None:
-    """Read the last new-version check of ``host`` (re-read only when the file changed)."""
+def on_render(host: Any) -> None:
+    """Before a page of cards is rendered: start the automatic jobs when the user enabled them, and
+    read the last new-version check (re-read only when its file changed)."""
     global _current
+    from lib_lora.remote.auto import maybe_start
     from lib_lora.remote.versions import CHECK_FILE, load_checks
+
+    maybe_start(host)
 
     try:
         data_dir = str(host.data_dir())
