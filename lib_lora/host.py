@@ -219,6 +219,13 @@ class CheckpointDetector:
             self._cache[real] = (stamp, detection)
         return detection
 
+    def detect_ref(self, checkpoint: CheckpointRef | str | os.PathLike[str] | None) -> Detection | None:
+        """:meth:`Host.checkpoint_detection` for both hosts: ``None`` when there is no checkpoint (or no path)."""
+        if checkpoint is None:
+            return None
+        path = checkpoint.path if isinstance(checkpoint, CheckpointRef) else os.fspath(checkpoint)
+        return self.detect(path) if path else None
+
     def clear(self) -> None:
         with self._lock:
             self._cache.clear()
@@ -540,10 +547,7 @@ class StandaloneHost(KeptLibrary):
     def checkpoint_detection(
         self, checkpoint: CheckpointRef | str | os.PathLike[str] | None
     ) -> Detection | None:
-        if checkpoint is None:
-            return None
-        path = checkpoint.path if isinstance(checkpoint, CheckpointRef) else os.fspath(checkpoint)
-        return self._detector.detect(path)
+        return self._detector.detect_ref(checkpoint)
 
     # -- GPU and queue
     def free_vram(self) -> VramToken:

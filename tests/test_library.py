@@ -7,6 +7,7 @@ import os
 import pickle
 import shutil
 import sqlite3
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,9 @@ from lib_lora import architecture, library, paths
 from lib_lora.architecture import Detection, Evidence, Hints
 from lib_lora.errors import LibraryError, SidecarError
 from lib_lora.library import Library, LoraInfo, bounded_metadata
+from lib_lora.library import core as library_core
+from lib_lora.library import index as library_index
+from lib_lora.library import scan as library_scan
 from lib_lora.safetensors_header import read_header, write_file
 
 SD15 = "sd15-kohya-dim4-mychar.safetensors"
@@ -58,13 +62,13 @@ def index(tmp_path: Path) -> Path:
 def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Every header the library reads."""
     seen: list[str] = []
-    real = library.read_header
+    real = library_scan.read_header
 
     def counting(path, *a, **k):  # type: ignore[no-untyped-def]
         seen.append(os.fspath(path))
         return real(path, *a, **k)
 
-    monkeypatch.setattr(library, "read_header", counting)
+    monkeypatch.setattr(library_scan, "read_header", counting)
     yield seen
 
 
@@ -186,11 +190,11 @@ def test_changed_sidecar_is_noticed(root: Path, index: Path, reads: list[str]) -
 def test_code_change_rereads_everything(root: Path, index: Path, reads: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     Library([root], index).scan()
     reads.clear()
-    monkeypatch.setattr(library, "_code_fingerprint", lambda: "a-new-detector")
+    monkeypatch.setattr(library_index, "_code_fingerprint", lambda: "a-new-detector")
     assert Library([root], index).scan().reads == 3
 
 
-@pytest.mark.parametrize("package", ["lib_lora.architecture", "lib_lora.sidecars"])
+@pytest.mark.parametrize("package", ["lib_lora.architecture", "lib_lora.sidecars", "lib_lora.library"])
 def test_code_fingerprint_covers_every_module_of_the_readers(package: str) -> None:
     """Editing any module of the detector or sidecar package (not a fixed list of files) re-reads the rows."""
     import importlib
@@ -199,12 +203,58 @@ def test_code_fingerprint_covers_every_module_of_the_readers(package: str) -> No
     assert len(modules) > 1
     for path in modules:
         st = path.stat()
-        before = library._code_fingerprint()
+        before = library_index._code_fingerprint()
         try:
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-            assert library._code_fingerprint() != before, path.name
+            assert library_index._code_fingerprint() != before, path.name
         finally:
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_editing_a_copy_of_the_code_rereads_old_rows(root: Path, index: Path, tmp_path: Path) -> None:
+    """A copy of ``lib_lora`` run in fresh processes: editing a detection module, a module of this package or
+    adding one re-reads every row of the index; an untouched copy reuses them."""
+    code = tmp_path / "code"
+    shutil.copytree(Path(library.__file__).resolve().parents[1], code / "lib_lora",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    script = (f"from lib_lora.library import Library; "
+              f"print(Library([{str(root)!r}], {str(index)!r}, workers=0).scan().reads)")
+
+    def reads_in_copy() -> int:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env["PYTHONPATH"] = str(code)
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.split()[-1])
+
+    def edit(path: Path) -> None:
+        path.write_text(path.read_text() + "\n# edited\n")
+
+    detector = Path(architecture.detect.__code__.co_filename)
+    assert reads_in_copy() == 3
+    assert reads_in_copy() == 0
+    edit(code / "lib_lora" / detector.resolve().relative_to(Path(library.__file__).resolve().parents[1]))
+    assert reads_in_copy() == 3
+    edit(code / "lib_lora" / "library" / "lookup.py")
+    assert reads_in_copy() == 3
+    (code / "lib_lora" / "library" / "extra.py").write_text('"""A module added later."""\n')
+    assert reads_in_copy() == 3
+    assert reads_in_copy() == 0
+
+
+def test_reader_worker_command_starts_and_reads(root: Path) -> None:
+    """The command that starts a reader process imports the worker and answers a job with index rows."""
+    lib = Library([root], workers=0)
+    found, _errors = library_scan._walk(lib.roots)
+    job = {"fingerprint": "fp", "files": [library_scan._found_to_json(f) for f in found]}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(library.__file__).resolve().parents[2])
+    done = subprocess.run(library_scan._worker_command(), input=json.dumps(job).encode(), capture_output=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert sorted(r[0] for r in rows) == sorted(f.path for f in found) and len(rows) == 3
+    assert all(r[7] == "fp" and r[10] is None for r in rows)
 
 
 def test_symlinked_folders_are_followed_once_and_loops_end(tmp_path: Path, index: Path) -> None:
@@ -540,7 +590,7 @@ def test_lookup_by_hash(root: Path, index: Path, monkeypatch: pytest.MonkeyPatch
     ink = lib.get(root / "styles" / "ink.safetensors")
     assert ink is not None and ink.addnet is not None and lib.lookup(ink.addnet[:12]).entry == ink
     # a new process gets the hashes from the index, without hashing again
-    monkeypatch.setattr(library, "hash_file", lambda *a, **k: pytest.fail("hashed again"))
+    monkeypatch.setattr(library_core, "hash_file", lambda *a, **k: pytest.fail("hashed again"))
     fresh = Library([root], index)
     fresh.scan()
     assert fresh.lookup("336be815cb").found
@@ -744,7 +794,7 @@ def test_worker_processes_give_the_same_result(tmp_path: Path, reads: list[str])
 def test_a_failing_worker_falls_back_to_reading_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     r = tmp_path / "loras"
     _many(r, 50)
-    monkeypatch.setattr(library, "_worker_command", lambda: [sys.executable, "-c", "import sys; sys.exit(3)"])
+    monkeypatch.setattr(library_scan, "_worker_command", lambda: [sys.executable, "-c", "import sys; sys.exit(3)"])
     lib = Library([r], tmp_path / "i.db", workers=2)
     result = lib.scan()
     assert len(result.added) == 51 and lib.lookup("out49").found

@@ -1,4 +1,4 @@
-"""LoRA Studio's WebUI glue (scripts/lora_studio.py + lib_lora/webui.py) run through a stand-in of the
+"""LoRA Studio's WebUI glue (scripts/lora_studio.py + the lib_lora/webui/ package) run through a stand-in of the
 WebUI's ``modules`` that keeps the real call order (tests/webui_standin/README.md).
 
 Library: real files — copies of the real kohya outputs in the shared fixtures, the A1111 sidecar fixture,
@@ -95,9 +95,9 @@ def test_builtin_modules_are_the_webuis(webui: StandinWebUI) -> None:
 
     assert glue.builtin_networks() is sys.modules["networks"]
     assert Path(sys.modules["networks"].__file__).parent.name == "Lora"
-    assert not any(
-        Path(p).name in ("networks.py", "network.py", "lora.py") for p in Path(glue.__file__).parent.iterdir()
-    )
+    package = Path(glue.__file__).parent
+    for folder in (package, package.parent):  # lib_lora/webui/ and lib_lora/
+        assert not any(Path(p).name in ("networks.py", "network.py", "lora.py") for p in folder.iterdir())
 
 
 def test_txt2img_resolves_inserts_trigger_words_and_records_infotext(webui: StandinWebUI) -> None:

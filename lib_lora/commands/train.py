@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -291,16 +293,15 @@ def _start(plan: TrainingPlan, args: argparse.Namespace) -> int:
         job_id = manager.submit(spec, meta, gpu_ids=plan.gpu_ids)
         unsubscribe = manager.subscribe(lambda record: printer(record.status) if record.id == job_id else None)
         print(f"job {job_id}: {shlex.join(spec.command)}")
-        try:
-            record = manager.wait(job_id)
-            view = service.wait(job_id) if service is not None else None
-        except KeyboardInterrupt:
+        record = _wait_or_interrupt(manager, job_id)
+        if record is None:
             print("\ncancelling (the last periodic save is kept) ...", file=sys.stderr)
             manager.cancel(job_id)
             record = manager.wait(job_id)
             printer(record.status)
             print(record.status.message or "cancelled", file=sys.stderr)
             return 130
+        view = service.wait(job_id) if service is not None else None
     finally:
         if unsubscribe is not None:
             unsubscribe()
@@ -325,6 +326,25 @@ def _start(plan: TrainingPlan, args: argparse.Namespace) -> int:
         for advice in status.failure.advice:
             print(f"  - {advice}", file=sys.stderr)
     return 1
+
+
+def _wait_or_interrupt(manager: Any, job_id: str) -> Any:
+    """Wait for the job to end; ``None`` when the user pressed Ctrl-C first.
+
+    Ctrl-C only sets a flag here (a ``KeyboardInterrupt`` raised inside the job manager's locks could
+    leave one held, and the cancel that follows would then wait forever)."""
+    if threading.current_thread() is not threading.main_thread():
+        return manager.wait(job_id)
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda _sig, _frame: interrupted.set())
+    try:
+        while not interrupted.is_set():
+            record = manager.wait(job_id, timeout=0.25)
+            if record.status.done:
+                return record
+        return None
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _progress_printer() -> Callable[[Any], None]:

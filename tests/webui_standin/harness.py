@@ -87,8 +87,9 @@ class StandinWebUI:
 
     def stop(self) -> None:
         from lib_lora import webui
+        from lib_lora.webui import adapter
 
-        h = webui._HOST
+        h = adapter._HOST
         if h is not None and h.scan_status().running:
             h.wait_for_scan(30)  # let the background scan finish before its modules disappear
         webui.reset_for_tests()
