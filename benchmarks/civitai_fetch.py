@@ -8,7 +8,8 @@ download (issue 10).
                 time"); this process's CPU time is LoRA Studio's overhead. Reported per file: wall
                 time, server time, client CPU time; and the peak of Python allocations (tracemalloc,
                 a second run) and the max RSS.
-(b) download    a generated body of ``--download-mb`` MiB (zeros, streamed by the fake in 1 MiB chunks)
+(b) download    a generated body of ``--download-mb`` MiB (a safetensors header, then zeros, streamed by
+                the fake in 1 MiB chunks)
                 downloaded through the redirect to the signed URL, hashed while streaming, verified
                 and linked into place; RSS sampled every 50 ms: it must stay flat (no buffering).
 
@@ -41,7 +42,7 @@ sys.path.insert(0, str(REPO))
 SERVER = r"""
 import json, sys, time, hashlib
 sys.path.insert(0, {tests!r})
-from fake_remote import FakeCivitai, version_object, model_object
+from fake_remote import FakeCivitai, version_object, model_object, safetensors_prefix
 manifest = json.load(open({manifest!r}))
 fake = FakeCivitai()
 for i, (sha, name) in enumerate(manifest["files"]):
@@ -52,9 +53,11 @@ big = manifest.get("big")
 if big:
     size, sha = big
     zero = bytes(1 << 20)
+    prefix = safetensors_prefix(size - len(safetensors_prefix(size)))
     def gen():
         def chunks(start):
-            left = size
+            yield prefix
+            left = size - len(prefix)
             while left > 0:
                 n = min(left, len(zero))
                 yield zero[:n]
@@ -83,9 +86,15 @@ def stats(url: str) -> dict[str, float]:
 
 
 def zeros_sha(size: int) -> str:
+    """SHA-256 of the benchmark body: a safetensors header, then zeros up to ``size`` bytes."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from fake_remote import safetensors_prefix
+
     h = hashlib.sha256()
     zero = bytes(1 << 20)
-    left = size
+    prefix = safetensors_prefix(size - len(safetensors_prefix(size)))
+    h.update(prefix)
+    left = size - len(prefix)
     while left > 0:
         n = min(left, len(zero))
         h.update(zero[:n])

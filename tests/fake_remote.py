@@ -35,6 +35,26 @@ def png(color: tuple[int, int, int] = (200, 40, 40), size: tuple[int, int] = (64
     return buf.getvalue()
 
 
+def safetensors_bytes(n: int = 300_000, seed: int = 1) -> bytes:
+    """A valid ``.safetensors`` file of about ``n`` bytes: one U8 tensor of random bytes."""
+    import random
+    import struct
+
+    header = json.dumps({"__metadata__": {"ss_output_name": f"fake{seed}"},
+                         "t": {"dtype": "U8", "shape": [n], "data_offsets": [0, n]}}).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + random.Random(seed).randbytes(n)
+
+
+def safetensors_prefix(n: int) -> bytes:
+    """Header of a ``.safetensors`` file whose one U8 tensor is ``n`` bytes (the benchmark streams zeros after it)."""
+    import struct
+
+    header = json.dumps({"t": {"dtype": "U8", "shape": [n], "data_offsets": [0, n]}}).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header
+
+
 @dataclass
 class Logged:
     method: str

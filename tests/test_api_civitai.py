@@ -16,7 +16,7 @@ pytestmark = pytest.mark.gradio
 fastapi = pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 from factory import make_checkpoint, make_lora  # noqa: E402
-from fake_remote import FakeCivitai, model_object, version_object  # noqa: E402
+from fake_remote import FakeCivitai, model_object, safetensors_bytes, version_object  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from lib_lora import api  # noqa: E402
@@ -84,10 +84,8 @@ def test_fetch_by_name_and_all(civitai: FakeCivitai, tmp_path: Path) -> None:
 
 
 def test_download_job_and_cancel(civitai: FakeCivitai, tmp_path: Path) -> None:
-    import random
-
     client, _host, loras = _client(tmp_path)
-    data = random.Random(3).randbytes(100_000)
+    data = safetensors_bytes(100_000, 3)
     v = version_object(7, 70, "", file_name="dl.safetensors")
     v["files"][0]["hashes"] = {}
     civitai.add(v, model_object(70, [v]), data)

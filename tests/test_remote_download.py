@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_remote import FakeCivitai, FakeHF, Fault, model_object, version_object
+from fake_remote import FakeCivitai, FakeHF, Fault, model_object, safetensors_bytes, version_object
 
 from lib_lora.remote.civitai import CivitaiClient
 from lib_lora.remote.common import RemoteError
@@ -45,9 +45,7 @@ def loras(tmp_path: Path) -> Path:
 
 
 def body(n: int = 300_000, seed: int = 1) -> bytes:
-    import random
-
-    return random.Random(seed).randbytes(n)
+    return safetensors_bytes(n, seed)
 
 
 def add(fake: FakeCivitai, vid: int = 500, mid: int = 50, data: bytes | None = None, **kw: object) -> bytes:
@@ -187,6 +185,13 @@ def test_wrong_hash_leaves_nothing(civitai: FakeCivitai, loras: Path) -> None:
     assert not list(loras.glob("*.civitai.info"))
 
 
+def test_a_body_that_is_not_safetensors_is_deleted(civitai: FakeCivitai, loras: Path) -> None:
+    add(civitai, data=b"<html>login required</html>" * 100)
+    with pytest.raises(RemoteError, match="not a readable safetensors"):
+        download(f"{civitai.url}/api/download/models/500", str(loras), client=client(civitai))
+    assert list(loras.iterdir()) == []
+
+
 def test_pickle_is_refused(civitai: FakeCivitai, loras: Path) -> None:
     add(civitai, file_name="old.pt", fmt="PickleTensor")
     with pytest.raises(RemoteError, match="pickle"):
@@ -302,9 +307,12 @@ def test_hf_wrong_sha_leaves_nothing(hf: FakeHF, loras: Path, tmp_path: Path) ->
 
 
 def test_hf_missing_and_pickle(hf: FakeHF, loras: Path, tmp_path: Path) -> None:
-    hf.repos["someone/x"] = {"a.safetensors": b"x"}
+    hf.repos["someone/x"] = {"a.safetensors": b"x", "junk.safetensors": b"not a safetensors file"}
     with pytest.raises(RemoteError, match="not found"):
         download("hf://someone/x/missing.safetensors", str(loras), client=CivitaiClient("https://civitai.invalid"),
+                 staging_dir=str(tmp_path / "s"))
+    with pytest.raises(RemoteError, match="not a readable safetensors"):
+        download("hf://someone/x/junk.safetensors", str(loras), client=CivitaiClient("https://civitai.invalid"),
                  staging_dir=str(tmp_path / "s"))
     with pytest.raises(RemoteError, match="pickle"):
         download("hf://someone/x/model.ckpt", str(loras), client=CivitaiClient("https://civitai.invalid"),

@@ -287,3 +287,17 @@ def test_cli_fetch_info_exit_codes(tmp_path: Path, civitai: FakeCivitai) -> None
     assert len(r.stdout.strip().splitlines()) == 1 and "2 failed" in r.stdout
     assert KEY not in r.stdout + r.stderr
     assert unknown.exists()
+
+
+def test_a_server_that_never_answers_times_out(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # accepts connections (kernel backlog) but never answers
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        port = s.getsockname()[1]
+        p = lora(tmp_path, "slow")
+        c = CivitaiClient(f"http://127.0.0.1:{port}", KEY, timeout=(2.0, 0.3), retries=0)
+        report = fetch_info([str(p)], c)
+    assert not report.ok and report.results[0].status == FAILED
+    assert "timed out" in report.results[0].message

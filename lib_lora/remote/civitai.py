@@ -12,7 +12,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lib_lora.remote.common import Auth, RemoteError, civitai_api_key, civitai_base_url, json_answer, send
+from lib_lora.remote.common import (
+    TIMEOUT,
+    Auth,
+    RemoteError,
+    civitai_api_key,
+    civitai_base_url,
+    json_answer,
+    send,
+)
 
 BULK_LIMIT = 100
 
@@ -36,6 +44,8 @@ class CivitaiClient:
     api_key: str | None = None
     should_stop: Callable[[], bool] | None = None
     bulk: bool = True  # switched off after the server refused the bulk lookup once
+    timeout: tuple[float, float] = TIMEOUT  # (connect, read) seconds
+    retries: int = 3  # for 429 / 5xx / read timeouts
 
     @classmethod
     def from_settings(cls, settings: Any = None, *, should_stop: Callable[[], bool] | None = None) -> CivitaiClient:
@@ -59,7 +69,8 @@ class CivitaiClient:
         return same_origin(url, self.base_url)
 
     def get_json(self, path: str, *, what: str, missing_ok: bool = False) -> Any:
-        resp = send("GET", self.url(path), self.auth, should_stop=self.should_stop, what=what)
+        resp = send("GET", self.url(path), self.auth, should_stop=self.should_stop, what=what, timeout=self.timeout,
+                    retries=self.retries)
         if resp.status_code == 404 and missing_ok:
             resp.close()
             return None
@@ -102,7 +113,7 @@ class CivitaiClient:
     def _bulk(self, chunk: Sequence[str]) -> dict[str, dict[str, Any]] | None:
         what = f"bulk hash lookup ({len(chunk)} files)"
         resp = send("POST", self.url("/api/v1/model-versions/by-hash"), self.auth, json_body=list(chunk),
-                    should_stop=self.should_stop, what=what)
+                    should_stop=self.should_stop, what=what, timeout=self.timeout, retries=self.retries)
         if resp.status_code in (400, 404, 405, 501):
             resp.close()
             self.bulk = False

@@ -183,6 +183,10 @@ def send(
             resp = session().request(
                 method, current, headers=h, json=json_body, stream=stream, timeout=timeout, allow_redirects=False
             )
+        except requests.exceptions.ConnectTimeout:  # nothing answers at all: say so at once
+            raise RemoteError(
+                f"cannot reach {origin(current)[1]} (no answer within {timeout[0]:g} s): offline, or blocked by a "
+                "proxy/firewall?", kind="offline") from None
         except requests.exceptions.Timeout:
             if attempt < retries:
                 attempt += 1
@@ -214,8 +218,7 @@ def send(
             if attempt < retries and wait <= MAX_RETRY_AFTER:
                 attempt += 1
                 _sleep(wait, should_stop)
-                current = url if method == "GET" else current
-                hops = 0
+                current, hops = url, 0  # from the start: a signed URL may have expired
                 continue
             reason = "rate limited (429)" if resp.status_code == 429 else f"server error {resp.status_code}"
             raise RemoteError(f"{label}: {reason} from {origin(current)[1]}", kind="http", status=resp.status_code)

@@ -174,6 +174,20 @@ def safetensors_name(name: str, fallback: str) -> str:
     return clean
 
 
+def check_safetensors(part: str) -> None:
+    """Refuse (and delete) a verified download that is not a readable ``.safetensors`` file."""
+    from lib_lora.errors import HeaderError
+    from lib_lora.safetensors_header import read_header
+
+    try:
+        read_header(part)
+    except HeaderError as exc:
+        _unlink(part)
+        reason = exc.message.split(": ", 1)[-1] if exc.message.startswith(part) else exc.message
+        raise RemoteError(f"the downloaded file is not a readable safetensors file ({reason}); it was deleted",
+                          kind="verify") from None
+
+
 def place(part: str, folder: str, name: str, sha256: str) -> tuple[str, bool]:
     """Move the verified ``part`` to ``folder/name`` without overwriting: an identical file already there
     is kept (``already_present``), a different one makes the new file ``name_2`` (``_3``…)."""
@@ -409,6 +423,7 @@ def download_civitai(ref: CivitaiRef, client: CivitaiClient, lora_dir: str, *, s
         url = client.url(p.path + (f"?{p.query}" if p.query else ""))
     part = os.path.join(folder, f"{PART_PREFIX}{version.get('id')}-{f.get('id')}{PART_SUFFIX}")
     digest, info = stream_to_part(url, client, part, expected_sha=expected, progress=progress, should_stop=should_stop)
+    check_safetensors(part)
     name = safetensors_name(info.name or str(f.get("name") or ""), fallback=f"civitai-{version.get('id')}.safetensors")
     path, present = place(part, folder, name, digest)
     result = apply_version(path, version, model, client, options or FetchOptions())

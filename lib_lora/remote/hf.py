@@ -27,6 +27,7 @@ from lib_lora.remote.download import (
     HFRef,
     _sha_file,
     _unlink,
+    check_safetensors,
     place,
     safetensors_name,
     target_folder,
@@ -142,6 +143,7 @@ def download_hf(ref: HFRef, lora_dir: str, *, subfolder: str | None = None, subf
             _unlink(part)
             raise RemoteError(f"{what}: size mismatch ({os.path.getsize(part)} bytes, {size} announced); deleted",
                               kind="verify")
+        check_safetensors(part)
         path, present = place(part, folder, name, digest)
         problems: list[str] = []
         filled: tuple[str, ...] = ()
