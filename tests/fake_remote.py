@@ -141,6 +141,7 @@ class FakeCivitai:
         self._index: dict[str, int] = {}
         self._index_size = -1
         self.busy = 0.0  # seconds spent in handlers (the server's own time)
+        self.direct = False  # /api/download/models/{id} serves the file itself instead of redirecting
         self._lock = threading.Lock()
         self.api = _Server(self._api)
         self.cdn = _Server(self._cdn)
@@ -269,6 +270,9 @@ class FakeCivitai:
             if vid not in self.files:
                 _send(h, 404, b'{"error":"not found"}')
                 return
+            if self.direct:  # served by the site itself, no signed URL
+                self._serve_file(h, vid, fault)
+                return
             with self._lock:
                 self.signatures += 1
                 sig = self.signatures
@@ -298,34 +302,36 @@ class FakeCivitai:
             return
         m = re.fullmatch(r"/files/(\d+)", p)
         if m and int(m.group(1)) in self.files and "X-Amz-Signature" in parse_qs(urlsplit(path).query):
-            vid = int(m.group(1))
-            data = self.files[vid]
-            v = self.versions[vid]
-            name = v["files"][0].get("name", "file.safetensors")
-            headers = {"Content-Disposition": f'attachment; filename="{name}"', "Accept-Ranges": "bytes"}
-            if fault is not None:
-                headers.update(fault.headers)
-            if callable(data):
-                self._stream_generated(h, data, headers, fault)
-                return
-            assert isinstance(data, bytes)
-            start = 0
-            rng = h.headers.get("Range")
-            status = 200
-            if rng:
-                mm = re.fullmatch(r"bytes=(\d+)-", rng.strip())
-                if mm:
-                    start = int(mm.group(1))
-                    if start >= len(data):
-                        _send(h, 416, b"", {"Content-Range": f"bytes */{len(data)}"}, content_type="text/plain")
-                        return
-                    status = 206
-                    headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-            piece = data[start:]
-            _send(h, status, piece, headers, content_type="application/octet-stream",
-                  truncate_at=fault.truncate_at if fault is not None else None)
+            self._serve_file(h, int(m.group(1)), fault)
             return
         _send(h, 403 if m else 404, b"denied", content_type="text/plain")
+
+    def _serve_file(self, h: BaseHTTPRequestHandler, vid: int, fault: Fault | None) -> None:
+        data = self.files[vid]
+        v = self.versions[vid]
+        name = v["files"][0].get("name", "file.safetensors")
+        headers = {"Content-Disposition": f'attachment; filename="{name}"', "Accept-Ranges": "bytes"}
+        if fault is not None:
+            headers.update(fault.headers)
+        if callable(data):
+            self._stream_generated(h, data, headers, fault)
+            return
+        assert isinstance(data, bytes)
+        start = 0
+        rng = h.headers.get("Range")
+        status = 200
+        if rng:
+            mm = re.fullmatch(r"bytes=(\d+)-", rng.strip())
+            if mm:
+                start = int(mm.group(1))
+                if start >= len(data):
+                    _send(h, 416, b"", {"Content-Range": f"bytes */{len(data)}"}, content_type="text/plain")
+                    return
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        piece = data[start:]
+        _send(h, status, piece, headers, content_type="application/octet-stream",
+              truncate_at=fault.truncate_at if fault is not None else None)
 
     def _stream_generated(self, h: BaseHTTPRequestHandler, gen: Callable[[], tuple[int, Any]], headers: dict[str, str],
                           fault: Fault | None) -> None:

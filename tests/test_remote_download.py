@@ -154,9 +154,21 @@ def test_truncated_body_resumes_from_the_exact_byte(civitai: FakeCivitai, loras:
     start = int(files[1].headers["Range"].removeprefix("bytes=").rstrip("-"))
     assert 0 < start <= 123_457  # what reached the .part (the last partial read is lost with the connection)
     # (a resume from any other byte than the part's end would fail the SHA-256 check above)
-    # the resume asked the API URL again for a fresh signed URL
-    assert len(civitai.requests("/api/download/models/500")) == 2
+    # the resume asked the API URL again for a fresh signed URL, and sent Range only to the signed URL
+    api = civitai.requests("/api/download/models/500")
+    assert len(api) == 2 and all("Range" not in r.headers for r in api)
     assert files[0].path != files[1].path
+
+
+def test_resume_when_the_site_serves_the_file_itself(civitai: FakeCivitai, loras: Path) -> None:
+    data = add(civitai)
+    civitai.direct = True
+    civitai.fault("/api/download/models/500", Fault(truncate_at=100_000))
+    r = download(f"{civitai.url}/api/download/models/500", str(loras), client=client(civitai))
+    assert Path(r.path).read_bytes() == data
+    reqs = civitai.requests("/api/download/models/500")
+    assert [("Range" in x.headers) for x in reqs] == [False, False, True]  # first try; resume: plain, then ranged
+    assert not civitai.requests("/files/")
 
 
 def test_interrupted_download_leaves_only_a_hidden_part_and_resumes_next_run(civitai: FakeCivitai, loras: Path) -> None:

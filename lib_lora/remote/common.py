@@ -155,6 +155,7 @@ def send(
     auth: Auth,
     *,
     headers: Mapping[str, str] | None = None,
+    late_headers: Mapping[str, str] | None = None,
     json_body: Any = None,
     stream: bool = False,
     timeout: tuple[float, float] = TIMEOUT,
@@ -165,6 +166,9 @@ def send(
     """One HTTP request with redirects followed by hand (the key is dropped on another origin),
     ``429``/``503`` retried after ``Retry-After``, ``5xx`` and connection resets retried a few times.
 
+    ``late_headers`` (a download's ``Range``) go only to the URL that serves the body: after a redirect,
+    or — when the first URL answers directly — on a second request to it.
+
     Returns the final ``requests.Response`` (any status but 429/5xx after the retries); raises
     :class:`RemoteError` with kind ``offline`` or ``timeout`` when the host cannot be reached.
     """
@@ -174,10 +178,13 @@ def send(
     attempt = 0
     current = url
     hops = 0
+    direct = False  # the first URL serves the body itself
     while True:
         if should_stop is not None and should_stop():
             raise Cancelled()
         h = dict(headers or {})
+        if late_headers and (hops > 0 or direct):
+            h.update(late_headers)
         h.update(auth.headers_for(current))
         try:
             resp = session().request(
@@ -211,6 +218,10 @@ def send(
             current = urljoin(current, resp.headers["Location"])
             if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
                 method, json_body = "GET", None
+            continue
+        if late_headers and hops == 0 and not direct and resp.status_code < 300:
+            resp.close()  # no redirect: ask the same URL again, now with the late headers
+            direct = True
             continue
         if resp.status_code == 429 or (resp.status_code >= 500 and resp.status_code != 501):
             wait = retry_after_seconds(resp.headers.get("Retry-After"), default=min(8.0, 0.5 * 2**attempt))

@@ -259,8 +259,8 @@ def stream_to_part(url: str, client: CivitaiClient, part: str, *, expected_sha: 
         h = hashlib.sha256()
         if have:
             _sha_file(part, h)
-        headers = {"Range": f"bytes={have}-"} if have else {}
-        resp = send("GET", url, client.auth, headers=headers, stream=True, should_stop=stop, what="download")
+        late = {"Range": f"bytes={have}-"} if have else {}
+        resp = send("GET", url, client.auth, late_headers=late, stream=True, should_stop=stop, what="download")
         try:
             info.name = content_disposition_name(resp.headers.get("Content-Disposition")) or info.name
             if resp.status_code == 416 and have:
