@@ -260,6 +260,10 @@ class RemoteService:
                               options=FetchOptions.from_settings(settings), progress=ctx.progress,
                               should_stop=ctx.should_stop,
                               staging_dir=os.path.join(str(self.host.data_dir()), "staging"))
+            if result.version_id is not None:
+                from lib_lora.remote.versions import installed_now
+
+                installed_now(self.host.data_dir(), result.version_id)
             self._rescan()
             msg = ("already present: " if result.already_present else "downloaded: ") + result.path
             return msg, result.to_dict(), result.path

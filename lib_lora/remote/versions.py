@@ -97,6 +97,17 @@ def load_checks(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def installed_now(data_dir: str | os.PathLike[str], version_id: int) -> None:
+    """Drop the badges a freshly downloaded version answers (keeps the time of the last check)."""
+    data = load_checks(data_dir)
+    newer = {p: f for p, f in data["newer"].items() if f.get("latest_version_id") != version_id}
+    if len(newer) != len(data["newer"]) and isinstance(data.get("checked_at"), (int, float)):
+        from lib_lora.sidecars import atomic_write_text
+
+        data["newer"] = newer
+        atomic_write_text(os.path.join(os.fspath(data_dir), CHECK_FILE), json.dumps(data, indent=1))
+
+
 def due(data_dir: str | os.PathLike[str], auto_fetch: bool, now: float | None = None) -> bool:
     """Time for the daily check: only with automatic fetching on, and a day after the last check."""
     if not auto_fetch:
