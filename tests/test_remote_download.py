@@ -126,6 +126,17 @@ def test_subfolder_by_setting_and_by_name(civitai: FakeCivitai, loras: Path) -> 
         download(f"{civitai.url}/api/download/models/500", str(loras), client=client(civitai), subfolder="../out")
 
 
+def test_hostile_base_model_and_ids_stay_in_the_folder(civitai: FakeCivitai, loras: Path, tmp_path: Path) -> None:
+    data = body()
+    v = version_object(500, 50, "", base_model="../../../evil")
+    v["files"][0]["hashes"] = {}
+    v = civitai.add(v, model_object(50, [v]), data)
+    v["files"][0]["id"] = "../../../x"  # the API's ids end up in the .part name
+    r = download(f"{civitai.url}/api/download/models/500", str(loras), client=client(civitai), subfolder_mode="base-model")
+    assert Path(r.path).parent.parent == loras and Path(r.path).read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loras"]
+
+
 def test_hostile_content_disposition_stays_in_the_folder(civitai: FakeCivitai, loras: Path, tmp_path: Path) -> None:
     add(civitai, file_name="../../../escaped.safetensors")
     r = download(f"{civitai.url}/api/download/models/500", str(loras), client=client(civitai))

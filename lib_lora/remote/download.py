@@ -385,13 +385,18 @@ def resolve_version(ref: CivitaiRef, client: CivitaiClient) -> dict[str, Any]:
     return version
 
 
+def _safe_id(value: Any) -> str:
+    """An id from the server as a safe piece of a file name."""
+    return re.sub(r"[^0-9A-Za-z_-]", "_", str(value))[:40] or "_"
+
+
 def target_folder(lora_dir: str, subfolder: str | None, mode: str, *, base_model: str | None = None,
                   category: str | None = None) -> str:
-    if subfolder is None:
+    if subfolder is None:  # by the setting: one folder level named after what the server says
         if mode == SUBFOLDER_BASE and base_model:
-            subfolder = base_model
+            subfolder = sanitize_filename(base_model.replace("/", " "), fallback="other")
         elif mode == SUBFOLDER_CATEGORY and category:
-            subfolder = category
+            subfolder = sanitize_filename(category.replace("/", " "), fallback="other")
     sub = sanitize_subfolder(subfolder or "")
     folder = os.path.join(lora_dir, *sub.split("/")) if sub else lora_dir
     real_root = os.path.realpath(lora_dir)
@@ -421,7 +426,7 @@ def download_civitai(ref: CivitaiRef, client: CivitaiClient, lora_dir: str, *, s
     if not client.is_civitai_url(url):  # the API's URLs name civitai.com; use the configured site
         p = urlsplit(url)
         url = client.url(p.path + (f"?{p.query}" if p.query else ""))
-    part = os.path.join(folder, f"{PART_PREFIX}{version.get('id')}-{f.get('id')}{PART_SUFFIX}")
+    part = os.path.join(folder, f"{PART_PREFIX}{_safe_id(version.get('id'))}-{_safe_id(f.get('id'))}{PART_SUFFIX}")
     digest, info = stream_to_part(url, client, part, expected_sha=expected, progress=progress, should_stop=should_stop)
     check_safetensors(part)
     name = safetensors_name(info.name or str(f.get("name") or ""), fallback=f"civitai-{version.get('id')}.safetensors")

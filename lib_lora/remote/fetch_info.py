@@ -9,6 +9,7 @@ Civitai cannot be reached the job stops at once with one message instead of fail
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -243,8 +244,8 @@ def fetch_info(
     memory = memory or UnknownMemory(None)
     hasher = hasher or _default_hasher
     stop = should_stop or (lambda: False)
-    if client.should_stop is None:
-        client.should_stop = stop
+    if client.should_stop is None:  # the caller's client is left as it is
+        client = dataclasses.replace(client, should_stop=stop)
     total = len(paths)
     done = 0
     results: dict[str, FileResult] = {}
@@ -299,7 +300,7 @@ def fetch_info(
             if isinstance(mid, int):
                 model = cache.get(mid)
             result = apply_version(path, version, model, client, options)
-            report(path, FileResult(**{**result.__dict__, "sha256": sha}))
+            report(path, dataclasses.replace(result, sha256=sha))
         except Cancelled:
             report(path, FileResult(path, CANCELLED, "cancelled", sha256=sha))
         except LoraStudioError as exc:
