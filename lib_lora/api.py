@@ -25,17 +25,20 @@ every route here depends on :func:`auth_dependency`, which asks the host for ``-
 absolute paths are left out of answers. Inputs are validated: 422 for malformed values, 400 for names
 that try to leave the LoRA folders, 404 for unknown LoRAs/jobs.
 
-Request models are plain pydantic models that work with pydantic 1 (A1111) and 2 (Forge).
+Request models are plain pydantic models that work with pydantic 1 (A1111) and 2 (Forge). Answers are
+ASCII-only JSON (:class:`AsciiJSONResponse`): names and metadata come back exact once decoded, and no
+control, escape or bidi character from a file stands raw in a response body.
 """
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import os
 from typing import Any, Dict, List, Optional  # noqa: UP035 - pydantic 1 + python 3.10 need typing names
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field, constr
 
@@ -118,6 +121,13 @@ class ScanStatusModel(BaseModel):
 
 # --------------------------------------------------------------------------------------------------
 # helpers
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character written as ``\\uXXXX`` (FastAPI's default writes UTF-8 raw)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, indent=None, separators=(",", ":")).encode("ascii")
 
 
 def _problem(status: int, message: str) -> HTTPException:
@@ -313,7 +323,8 @@ class _Context:
 def make_router(host: Any, *, jobs: Any = None) -> APIRouter:
     """The ``/lora-studio/v1`` router for ``host`` (mount it with ``app.include_router``)."""
     ctx = _Context(host, jobs)
-    router = APIRouter(prefix=PREFIX, tags=[TAG], dependencies=[Depends(auth_dependency(host))])
+    router = APIRouter(prefix=PREFIX, tags=[TAG], dependencies=[Depends(auth_dependency(host))],
+                       default_response_class=AsciiJSONResponse)
 
     @router.get("/loras", response_model=LoraPageModel, summary="List LoRAs with filters and paging")
     def list_loras(

@@ -2,6 +2,9 @@
 
 Each command lives in ``lib_lora/commands/<name>.py`` with ``add_arguments(parser)`` and
 ``run(args) -> int``; it is imported only when chosen so that ``scan`` on a warm index starts fast.
+While a command runs, what it prints passes through :class:`lib_lora.safetext.TerminalStream`: control
+characters, ANSI escapes and bidi controls from file names and metadata show as ``\\uXXXX`` (a command
+module that sets ``RAW_OUTPUT = True``, the app server with its own coloured logs, is left alone).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import sys
 from typing import Any
 
 from lib_lora.errors import LoraStudioError
+from lib_lora.safetext import TerminalStream, visible
 
 #: command name -> (module under lib_lora.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -56,13 +60,19 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_unavailable", False):
         print(f"error: the '{args.command}' command is not available in this version", file=sys.stderr)
         return 2
+    module = _load(args.command)
+    saved = sys.stdout, sys.stderr
+    if not getattr(module, "RAW_OUTPUT", False):
+        sys.stdout, sys.stderr = TerminalStream(sys.stdout), TerminalStream(sys.stderr)
     try:
-        return int(_load(args.command).run(args) or 0)
+        return int(module.run(args) or 0)
     except LoraStudioError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {visible(exc.message)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        sys.stdout, sys.stderr = saved

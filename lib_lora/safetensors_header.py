@@ -8,6 +8,10 @@ tensor data — so a multi-GB LoRA or checkpoint costs one small read.
 Limits: a header larger than :data:`MAX_HEADER_BYTES` (100 MB, the same cap the reference
 ``safetensors`` library applies) or larger than the file is refused before anything is allocated.
 Every failure raises :class:`~lib_lora.errors.HeaderError` with a one-line message.
+
+Refused like the reference loader refuses them: tensors whose ``data_offsets`` overlap or leave a gap (the
+tensors must tile the data section exactly), and metadata values that are not strings. A ``torch.save``
+file (zip or pickle) renamed to ``.safetensors`` is named for what it is, and never unpickled.
 """
 
 from __future__ import annotations
@@ -89,7 +93,10 @@ def read_header(path: str | os.PathLike[str], *, max_header_bytes: int = MAX_HEA
             if len(prefix) < 8:
                 raise _err(path, f"not a safetensors file: only {len(prefix)} bytes long (truncated?)")
             (n,) = struct.unpack("<Q", prefix)
+            if _torch_magic(prefix) and not _plausible(n, size, max_header_bytes, fh.read(1)):
+                raise _err(path, TORCH_MESSAGE)
             _check_length(path, n, size, max_header_bytes)
+            fh.seek(8)
             raw = fh.read(n)
     except HeaderError:
         raise
@@ -100,6 +107,19 @@ def read_header(path: str | os.PathLike[str], *, max_header_bytes: int = MAX_HEA
     if len(raw) < n:
         raise _err(path, f"truncated: header says {n} bytes, file has {len(raw)} after the length prefix")
     return parse_header_bytes(raw, file_size=size, path=path)
+
+
+TORCH_MESSAGE = "this is a PyTorch pickle/zip checkpoint, not safetensors — never opened"
+
+
+def _torch_magic(prefix: bytes) -> bool:
+    """The first bytes of a ``torch.save`` file: a zip archive (``PK``) or a pickle (protocol 2 to 5)."""
+    return prefix[:2] == b"PK" or (prefix[:1] == b"\x80" and prefix[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+
+
+def _plausible(n: int, size: int, cap: int, first: bytes) -> bool:
+    """Whether a length prefix that happens to start like :func:`_torch_magic` is a real safetensors one."""
+    return 2 <= n <= min(cap, size - 8) and first == b"{"
 
 
 def _check_length(path: str | os.PathLike[str] | None, n: int, size: int | None, cap: int) -> None:
@@ -116,6 +136,8 @@ def parse_file_bytes(data: bytes, *, max_header_bytes: int = MAX_HEADER_BYTES) -
     if len(data) < 8:
         raise _err(None, f"not a safetensors file: only {len(data)} bytes long (truncated?)")
     (n,) = struct.unpack("<Q", data[:8])
+    if _torch_magic(data) and not _plausible(n, len(data), max_header_bytes, data[8:9]):
+        raise _err(None, TORCH_MESSAGE)
     _check_length(None, n, len(data), max_header_bytes)
     return parse_header_bytes(data[8 : 8 + n], file_size=len(data))
 
@@ -152,6 +174,7 @@ def parse_header_bytes(
     # stored as that canonical int shape.) Anything unusual goes to _entry(), which re-checks the entry
     # field by field and raises the specific error.
     seen: dict[tuple[Any, tuple[Any, ...]], tuple[int, TensorInfo]] = {}
+    spans: list[tuple[int, int, str]] = []
     for name, entry in obj.items():
         try:
             if type(entry) is not dict or type(entry["shape"]) is not list:
@@ -167,8 +190,31 @@ def parse_header_bytes(
             ok = False
         if not ok:
             info = _entry(name, entry, data_len, path)
+            begin, end = entry["data_offsets"]
+        spans.append((begin, end, name))
         tensors[name] = info
+    _check_tiling(spans, data_len, path)
     return Header(tensors=tensors, metadata=metadata, header_size=n, file_size=file_size or 8 + n)
+
+
+def _check_tiling(spans: list[tuple[int, int, str]], data_len: int | None,
+                  path: str | os.PathLike[str] | None) -> None:
+    """The tensors must cover the data section exactly, as the format requires: sorted by offset they start
+    at 0, each begins where the previous ends, and the last ends where the file does."""
+    spans.sort()
+    end, prev = 0, None
+    for begin, stop, name in spans:
+        if begin > end:
+            where = f"after tensor {prev!r}" if prev is not None else "at the start of the data"
+            raise _err(path, f"tensor data offsets leave a gap of {begin - end} bytes {where} "
+                             f"(tensor {name!r} starts at byte {begin}); not a valid safetensors file")
+        if begin < end:
+            raise _err(path, f"tensors {prev!r} and {name!r} overlap (bytes {begin}..{end} are claimed twice); "
+                             "not a valid safetensors file")
+        end, prev = stop, name
+    if data_len is not None and end != data_len:
+        raise _err(path, f"tensor data offsets leave a gap of {data_len - end} bytes at the end of the file "
+                         f"(tensors end at byte {end} of {data_len}); not a valid safetensors file")
 
 
 def _nbytes(name: str, entry: dict[str, Any], path: str | os.PathLike[str] | None) -> int:
@@ -214,12 +260,14 @@ def _metadata(raw: Any, path: str | os.PathLike[str] | None) -> dict[str, str]:
         return {}
     if not isinstance(raw, dict):
         raise _err(path, "__metadata__ is not an object")
-    # The format says values are strings; a few tools write numbers or nested objects. Keep them as
-    # JSON text rather than refusing a file the WebUI itself would load.
-    out: dict[str, str] = {}
+    # The format says values are strings, and the safetensors loader the WebUIs use refuses a file whose
+    # metadata holds anything else: such a file is unusable there, and none of its values is trusted.
     for key, value in raw.items():
-        out[key] = value if isinstance(value, str) else json.dumps(value)
-    return out
+        if not isinstance(value, str):
+            kind = {dict: "an object", list: "a list", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+            raise _err(path, f"metadata value is not a string ({key!r} holds {kind}): the WebUI cannot load this "
+                             "file (its safetensors loader refuses it)")
+    return dict(raw)
 
 
 def build_file_bytes(tensors: dict[str, tuple[str, tuple[int, ...]]], metadata: dict[str, str] | None = None,

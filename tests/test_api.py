@@ -233,3 +233,28 @@ def test_training_job_validation(client: TestClient, tmp_path: Path) -> None:
     assert r.status_code == 404 and "unknown base checkpoint" in r.json()["detail"]
     assert client.get("/lora-studio/v1/jobs").json() == {"jobs": []}
     assert client.get("/lora-studio/v1/jobs/20250101-000000-abcdef").status_code == 404
+
+
+def test_answers_are_ascii_json_with_the_exact_strings(tmp_path: Path) -> None:
+    """Control, escape and bidi characters from a file come back exact, \\u-escaped in an ASCII-only body."""
+    loras = tmp_path / "Lora"
+    name = "evil\u202etxt\x1b[31m"
+    trigger = "trig\u2066ger\x07 ünï"
+    make_lora(loras, name, "kohya-sd1", metadata={"modelspec.trigger_phrase": trigger, "k\u202dey": "v\x00\u200f"})
+    host = StandaloneHost([loras], data_dir=tmp_path / "data")
+    host.rescan(wait=True)
+    app = fastapi.FastAPI()
+    api.install(app, host)
+    client = TestClient(app)
+    listing = client.get(f"{api.PREFIX}/loras")
+    assert listing.status_code == 200, listing.text
+    body = listing.content
+    assert body.isascii() and b"\\u202e" in body and b"\\u001b" in body
+    (item,) = listing.json()["items"]
+    assert item["name"] == name and item["relpath"] == name and item["tag"] == f"<lora:{name}:1>"
+    from urllib.parse import quote
+
+    one = client.get(f"{api.PREFIX}/loras/{quote(name)}")
+    assert one.status_code == 200, one.text
+    assert one.content.isascii() and one.json()["name"] == name
+    assert [trigger] in [g["words"] for g in one.json()["trigger_words"]]

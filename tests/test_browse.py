@@ -219,3 +219,38 @@ def test_format_weight_and_tag() -> None:
     assert browse.format_lora_tag("a", 1.0) == "<lora:a:1>"
     assert browse.format_lora_tag("a", -0.25) == "<lora:a:-0.25>"
     assert browse.rank_alpha_text(32, 16.0) == "r32 / α16"
+
+
+
+HOSTILE = "\x1b\x07\x00\x7f\x9b\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def _attr(html: str, name: str) -> str:
+    """An attribute's value as a browser reads it (numeric references kept exact, like the DOM)."""
+    import html as html_lib
+    import re
+
+    raw = html.split(f'{name}="', 1)[1].split('"', 1)[0]
+    return html_lib.unescape(re.sub(r"&#x([0-9a-f]+);", lambda m: chr(int(m.group(1), 16)), raw))
+
+
+def test_rendered_html_shows_control_and_bidi_characters_and_isolates_file_text(tmp_path: Path) -> None:
+    root = tmp_path / "Lora"
+    name = "evil\u202etxt.exe\x1b[31m"
+    p = make_lora(root, name, "kohya-sd1", metadata={"modelspec.trigger_phrase": "trig\u2066ger\x07",
+                                                     "ss_output_name": "al\u200fias"})
+    _sidecar(p, **{"notes": "n\u202d"})
+    library = Library([root], tmp_path / "i.sqlite3")
+    library.scan()
+    cat = _catalog(library)
+    page = render_page_html(cat.search(browse.Query(), SD1, "ckpt\u202e"))
+    entry = cat.entries[0]
+    detail = render_detail_html(browse.detail_for(entry, cat.compat(entry, SD1)))
+    for html in (page, detail):
+        assert [c for c in html if c in HOSTILE] == []  # nothing raw, attributes included
+        assert "<bdi>evil\\u202etxt.exe\\u001b[31m</bdi>" in html  # shown, and isolated
+        assert "<bdi>trig\\u2066ger\\u0007</bdi>" in html
+        # what the script reads back (the name and tag it inserts) stays exact
+        assert _attr(html, "data-name") == name and _attr(html, "data-tag") == f"<lora:{name}:1>"
+    assert "<bdi>ckpt\\u202e</bdi>" in page and _attr(page, "data-checkpoint") == "ckpt\u202e"
+    assert "<bdi>al\\u200fias</bdi>" in detail

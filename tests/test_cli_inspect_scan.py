@@ -236,3 +236,83 @@ def test_demo_checkpoints_for_scan(tmp_path: Path, fixtures_dir: Path) -> None:
     if detector_ready(fixtures_dir):
         det = architecture.detect(read_header(ckpt))
         assert det.kind == "checkpoint" and det.architecture == "sdxl"
+
+
+def test_scan_names_links_outside_the_folders_and_followed_linked_folders(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    r = tmp_path / "loras"
+    r.mkdir()
+    target = tmp_path / "downloads" / "stray.safetensors"
+    target.parent.mkdir()
+    write_file(target, TINY, {}, sparse=True)
+    (r / "stray.safetensors").symlink_to(target)
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    write_file(drive / "packed.safetensors", TINY, {}, sparse=True)
+    (r / "drive").symlink_to(drive, target_is_directory=True)
+    code, out, err = run_cli(capsys, "scan", str(r), "--index", str(tmp_path / "i.db"))
+    assert code == 0, err
+    stray = next(line for line in out.splitlines() if line.startswith("stray"))
+    assert f"links outside the LoRA folders → {target}" in stray
+    assert "packed" in out and out.count("links outside") == 1
+    assert [line for line in out.splitlines() if line.startswith("info:")] == [
+        f"info: followed the linked folder {r / 'drive'} → {drive}"]
+    code, out, _ = run_cli(capsys, "scan", str(r), "--index", str(tmp_path / "i.db"), "--json")
+    doc = json.loads(out)
+    assert doc["scan"]["linked_folders"] == [{"link": str(r / "drive"), "target": str(drive)}]
+    (entry,) = [e for e in doc["loras"] if e["name"] == "stray"]
+    assert entry["link_outside"] == str(target) and any("links outside" in p for p in entry["problems"])
+
+
+# --- hostile text -------------------------------------------------------------------------------
+
+HOSTILE_CHARS = "\x1b\x07\x00\x7f\x9b\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def _hostile_lora(folder: Path) -> tuple[Path, dict[str, str]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "evil\x1b[2Jname\u202etxt.safetensors"
+    metadata = {
+        "modelspec.trigger_phrase": "trig\u202egnp.exe\x07",
+        "ss_output_name": "out\x1b]0;pwned\x07",
+        "modelspec.title": "a\rb\u2066c\u2069\x9b31m",
+        "k\x1b[31mey\u202d": "v\u200ealue\u200f\u202a\u202b\u202c\u2067\u2068\x00\x7f",
+    }
+    write_file(path, TINY, metadata, sparse=True)
+    return path, metadata
+
+
+def _assert_terminal_safe(text: str) -> None:
+    raw = [f"U+{ord(c):04X}" for c in text if c in HOSTILE_CHARS or (ord(c) < 32 and c not in "\n")]
+    assert raw == [], raw
+
+
+def test_cli_prints_control_escape_and_bidi_characters_visibly(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path, metadata = _hostile_lora(tmp_path / "loras")
+    code, out, err = run_cli(capsys, "scan", str(tmp_path / "loras"), "--index", str(tmp_path / "i.db"))
+    assert code == 0, err
+    _assert_terminal_safe(out + err)
+    assert "evil\\u001b[2Jname\\u202etxt" in out and "trig\\u202egnp.exe\\u0007" in out
+    code, out, err = run_cli(capsys, "inspect", str(path))
+    assert code == 0, err
+    _assert_terminal_safe(out + err)
+    assert "a\\u000db\\u2066c\\u2069\\u009b31m" in out and "trig\\u202egnp.exe\\u0007" in out
+    # --json: the exact strings come back when the document is decoded
+    for argv in (["inspect", "--json", "--metadata", str(path)],
+                 ["scan", "--json", str(tmp_path / "loras"), "--index", str(tmp_path / "i.db")]):
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 0, err
+        _assert_terminal_safe(out + err)
+        doc = json.loads(out)
+        entry = doc[0] if isinstance(doc, list) else doc["loras"][0]
+        assert entry["path"] == str(path) and entry["alias"] == metadata["ss_output_name"]
+        assert entry["trigger_words"][0]["words"] == ["trig\u202egnp.exe\x07"]
+        if "metadata" in entry:
+            assert entry["metadata"] == metadata
+    # an error message naming the file is shown safely too
+    bad = tmp_path / "loras" / "bad\u202e\x1b[1m.safetensors"
+    bad.write_bytes(b"\x09\x00\x00\x00\x00\x00\x00\x00{not json")
+    code, out, err = run_cli(capsys, "inspect", str(bad))
+    assert code == 1
+    _assert_terminal_safe(out + err)
+    assert "bad\\u202e\\u001b[1m.safetensors" in err

@@ -245,7 +245,7 @@ def test_editing_a_copy_of_the_code_rereads_old_rows(root: Path, index: Path, tm
 def test_reader_worker_command_starts_and_reads(root: Path) -> None:
     """The command that starts a reader process imports the worker and answers a job with index rows."""
     lib = Library([root], workers=0)
-    found, _errors = library_scan._walk(lib.roots)
+    found, _errors, _links = library_scan._walk(lib.roots)
     job = {"fingerprint": "fp", "files": [library_scan._found_to_json(f) for f in found]}
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(library.__file__).resolve().parents[2])
@@ -867,3 +867,80 @@ def test_user_data_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     blocker.write_text("x")
     with pytest.raises(LibraryError, match="cannot create"):
         paths.user_data_dir(blocker / "sub", ensure=True)
+
+
+# --- hostile files -------------------------------------------------------------------------------
+
+
+def _raw_safetensors(path: Path, header: dict, data: bytes) -> Path:
+    raw = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + data)
+    return path
+
+
+def test_hostile_files_are_listed_with_one_line_reasons(tmp_path: Path, index: Path) -> None:
+    r = tmp_path / "loras"
+    u8 = {"dtype": "U8", "shape": [4]}
+    _raw_safetensors(r / "overlap.safetensors", {"a": {**u8, "data_offsets": [0, 4]}, "b": {**u8, "data_offsets": [2, 6]}}, b"\0" * 6)
+    _raw_safetensors(r / "gap.safetensors", {"a": {**u8, "data_offsets": [0, 4]}}, b"\0" * 9)
+    (r / "zipped.safetensors").write_bytes(b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + b"\0" * 64)
+    (r / "pickled.safetensors").write_bytes(pickle.dumps({"w": [1, 2, 3]}, protocol=4))
+    nonstr = tiny(r / "nonstring.safetensors", {"ss_output_name": "nonstr"})
+    data = nonstr.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    header["__metadata__"]["modelspec.trigger_phrase"] = {"a": 1}
+    _raw_safetensors(nonstr, header, data[8 + n:])
+    tiny(r / "fine.safetensors")
+    lib = Library([r], index, workers=0)
+    result = lib.scan()
+    errors = dict(result.errors)
+    expect = {"overlap": "overlap", "gap": "gap", "zipped": "PyTorch pickle/zip checkpoint, not safetensors — never opened",
+              "pickled": "PyTorch pickle/zip checkpoint, not safetensors — never opened",
+              "nonstring": "metadata value is not a string"}
+    for stem, words in expect.items():
+        entry = lib.lookup(stem).entry
+        assert entry is not None and entry.error is not None and words in entry.error, (stem, entry)
+        assert "\n" not in entry.error and errors[entry.path] == entry.error
+        assert entry.detection is None and dict(entry.metadata) == {}
+    bad = lib.lookup("nonstring").entry
+    assert bad is not None and bad.alias is None and bad.trigger_words == () and "WebUI cannot load" in bad.error
+    assert not lib.lookup("nonstr").found
+    assert lib.lookup("fine").entry.error is None
+
+
+def test_a_linked_file_pointing_outside_the_roots_is_listed_with_its_target(tmp_path: Path, index: Path) -> None:
+    r = tmp_path / "loras"
+    tiny(r / "mine.safetensors")
+    elsewhere = tiny(tmp_path / "downloads" / "stray.safetensors", {"ss_output_name": "stray"})
+    (r / "linked.safetensors").symlink_to(elsewhere)
+    drive = tmp_path / "other-drive" / "packs"
+    tiny(drive / "packed.safetensors")
+    (r / "drive").symlink_to(drive, target_is_directory=True)
+    lib = Library([r], index, workers=0)
+    result = lib.scan()
+    linked = lib.get(r / "linked.safetensors")
+    assert linked is not None and linked.path == str(r / "linked.safetensors")
+    assert linked.link_outside == str(elsewhere.resolve()) and linked.error is None
+    assert f"{r / 'linked.safetensors'} links outside the LoRA folders → {elsewhere.resolve()}" in linked.problems
+    assert linked.detection is not None and lib.lookup("stray").entry == linked  # still usable
+    assert linked.to_dict()["link_outside"] == str(elsewhere.resolve())
+    # a linked folder is followed as before, without a problem; the scan names it
+    packed = lib.get(r / "drive" / "packed.safetensors")
+    assert packed is not None and packed.link_outside is None and packed.problems == ()
+    assert result.links == ((str(r / "drive"), str(drive.resolve())),)
+    assert lib.get(r / "mine.safetensors").link_outside is None
+    # kept in the index (a warm start knows it) and by reader processes
+    warm = Library([r], index)
+    assert warm.get(r / "linked.safetensors").link_outside == str(elsewhere.resolve())
+    assert Library([r], index).scan().reads == 0
+    for i in range(60):
+        tiny(r / "many" / f"m{i}.safetensors")
+    par = Library([r], tmp_path / "par.db", workers=2)
+    par.scan()
+    assert par.get(r / "linked.safetensors").link_outside == str(elsewhere.resolve())
+    # once the target's folder is a LoRA folder too, the link is no longer outside
+    both = Library([r, tmp_path / "other-drive", tmp_path / "downloads"], index, workers=0)
+    both.scan()
+    assert all(e.link_outside is None for e in both.entries())

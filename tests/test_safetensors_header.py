@@ -131,12 +131,20 @@ def test_rejects_bad_tensor_entries(tmp_path: Path, entry: object, message: str)
         read_header(p)
 
 
-def test_metadata_must_be_an_object_but_non_string_values_are_kept_as_json(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("value", "kind"), [({"a": 1}, "an object"), (3, "a number"), ([1], "a list"),
+                                             (None, "null"), (True, "a boolean")])
+def test_metadata_must_be_an_object_of_strings(tmp_path: Path, value: object, kind: str) -> None:
+    """The reference loader refuses a non-string metadata value, so the WebUI cannot load such a file."""
     with pytest.raises(HeaderError, match="__metadata__ is not an object"):
         read_header(_file(tmp_path, {"__metadata__": [1]}))
-    h = read_header(_file(tmp_path, {"__metadata__": {"a": "x", "b": 3, "c": {"d": 1}}}))
-    assert h.metadata == {"a": "x", "b": "3", "c": '{"d": 1}'}
-    assert h.tensors == {}
+    bad = _file(tmp_path, {"__metadata__": {"a": "x", "modelspec.trigger_phrase": value}})
+    with pytest.raises(HeaderError) as info:
+        read_header(bad)
+    message = str(info.value)
+    assert "metadata value is not a string" in message and "'modelspec.trigger_phrase'" in message
+    assert kind in message and "WebUI cannot load" in message and "\n" not in message
+    h = read_header(_file(tmp_path, {"__metadata__": {"a": "x", "b": "3"}}))
+    assert h.metadata == {"a": "x", "b": "3"} and h.tensors == {}
 
 
 def test_unreadable_paths_give_header_errors(tmp_path: Path) -> None:
@@ -231,3 +239,86 @@ def test_shapes_are_canonical_int_tuples_shared_between_tensors(tmp_path: Path) 
     header["c"]["data_offsets"] = [8, 14]
     with pytest.raises(HeaderError, match="tensor 'c': data_offsets span 6 bytes but F16 \\[2, 1\\] needs 4"):
         read_header(_file(tmp_path, header, b"\0" * 14))
+
+
+# --- hostile files ---------------------------------------------------------------------------------
+
+
+def _tensor(begin: int, end: int) -> dict:
+    return {"dtype": "U8", "shape": [end - begin], "data_offsets": [begin, end]}
+
+
+@pytest.mark.parametrize(
+    ("tensors", "data_len", "word"),
+    [
+        ({"a": _tensor(0, 4), "b": _tensor(2, 6)}, 6, "overlap"),
+        ({"a": _tensor(0, 4), "b": _tensor(0, 4)}, 4, "overlap"),
+        ({"a": _tensor(0, 4), "b": _tensor(8, 12)}, 12, "gap"),
+        ({"a": _tensor(4, 8)}, 8, "gap"),
+        ({"a": _tensor(0, 4)}, 8, "gap"),
+        ({}, 5, "gap"),
+    ],
+)
+def test_tensors_must_tile_the_data_section(tmp_path: Path, tensors: dict, data_len: int, word: str) -> None:
+    p = _file(tmp_path, tensors, b"\0" * data_len)
+    with pytest.raises(HeaderError) as info:
+        read_header(p)
+    text = str(info.value)
+    assert word in text and "\n" not in text and text.startswith(str(p))
+    with pytest.raises(HeaderError, match=word):
+        parse_file_bytes(p.read_bytes())
+
+
+def test_tiling_accepts_any_order_and_empty_tensors(tmp_path: Path) -> None:
+    header = {"z": _tensor(4, 10), "e": _tensor(4, 4), "a": _tensor(0, 4), "f": {"dtype": "F32", "shape": [0], "data_offsets": [10, 10]}}
+    h = read_header(_file(tmp_path, header, b"\0" * 10))
+    assert set(h.tensors) == {"z", "e", "a", "f"}
+    raw = json.dumps({"a": _tensor(0, 4)}).encode()
+    assert parse_header_bytes(raw).tensors == {"a": ("U8", (4,))}  # no file size: the end is not checked
+    with pytest.raises(HeaderError, match="gap"):
+        parse_header_bytes(json.dumps({"a": _tensor(2, 6)}).encode())
+
+
+def _torch_zip(path: Path) -> Path:
+    """What ``torch.save`` writes today: a zip archive holding a pickle (built here without torch)."""
+    import pickle
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"state_dict": {}}, protocol=2))
+        z.writestr("archive/version", "3\n")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["zip", 2, 3, 4, 5])
+def test_torch_checkpoints_renamed_to_safetensors_are_named_and_never_opened(
+        tmp_path: Path, kind: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+
+    p = tmp_path / "renamed.safetensors"
+    if kind == "zip":
+        _torch_zip(p)
+    else:
+        p.write_bytes(pickle.dumps({"lora_down.weight": list(range(100))}, protocol=int(str(kind))))
+
+    def no_unpickle(*a: object, **k: object) -> None:
+        raise AssertionError("unpickled")
+
+    monkeypatch.setattr(pickle, "load", no_unpickle)
+    monkeypatch.setattr(pickle, "loads", no_unpickle)
+    with pytest.raises(HeaderError) as info:
+        read_header(p)
+    assert str(info.value) == f"{p}: this is a PyTorch pickle/zip checkpoint, not safetensors — never opened"
+    with pytest.raises(HeaderError, match="PyTorch pickle/zip checkpoint"):
+        parse_file_bytes(p.read_bytes())
+
+
+def test_a_header_length_that_starts_like_pk_is_still_safetensors(tmp_path: Path) -> None:
+    """0x4B50 bytes of header: the length prefix reads "PK" but the file is a valid safetensors file."""
+    n = 0x4B50
+    base = {"__metadata__": {"pad": ""}, "a": _tensor(0, 4)}
+    pad = n - len(json.dumps(base).encode())
+    base["__metadata__"]["pad"] = "x" * pad
+    p = _file(tmp_path, base, b"\0" * 4)
+    assert p.read_bytes()[:2] == b"PK"
+    assert read_header(p).tensors == {"a": ("U8", (4,))}

@@ -13,6 +13,8 @@ import os
 import sys
 import time
 
+from lib_lora.safetext import unfiltered
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("url", metavar="URL", help="Civitai or Hugging Face URL")
@@ -32,15 +34,16 @@ class _Bar:
             return
         self.last = time.monotonic()
         self.shown = True
+        err = unfiltered(sys.stderr)  # its own escape sequence: clear to the end of the line
         if total:
-            sys.stderr.write(f"\r{message} {done / total:6.1%} {done >> 20}/{total >> 20} MiB\033[K")
+            err.write(f"\r{message} {done / total:6.1%} {done >> 20}/{total >> 20} MiB\033[K")
         else:
-            sys.stderr.write(f"\r{message} {done >> 20} MiB\033[K")
-        sys.stderr.flush()
+            err.write(f"\r{message} {done >> 20} MiB\033[K")
+        err.flush()
 
     def close(self) -> None:
         if self.shown:
-            sys.stderr.write("\r\033[K")
+            unfiltered(sys.stderr).write("\r\033[K")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,6 +15,8 @@ import os
 import sys
 from typing import Any
 
+from lib_lora.safetext import visible
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help=".safetensors LoRA or checkpoint files")
@@ -78,11 +80,15 @@ def _line(label: str, value: object) -> str:
 
 
 def render(d: dict[str, Any]) -> str:
-    """The human-readable report of one :func:`inspect_file` result."""
+    """The human-readable report of one :func:`inspect_file` result (file text shown terminal-safe)."""
+    return "\n".join(visible(line) for line in _render_lines(d))
+
+
+def _render_lines(d: dict[str, Any]) -> list[str]:
     lines = [d["path"]]
     if d.get("error") and not d.get("name"):
         lines.append(f"  error: {d['error']}")
-        return "\n".join(lines)
+        return lines
     det = d.get("detection") or {}
     if d.get("legacy"):
         lines.append(_line("kind", "legacy pickle file (.pt/.ckpt) — not opened, never unpickled"))
@@ -185,7 +191,7 @@ def render(d: dict[str, Any]) -> str:
         lines.append("  problems")
         for p in shown:
             lines.append(f"    ! {p}")
-    return "\n".join(lines)
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -201,5 +207,5 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n\n".join(render(r) for r in results) + "\n")
     for r in results:
         if r.get("error"):
-            print(f"error: {r['error']}", file=sys.stderr)
+            print(visible(f"error: {r['error']}"), file=sys.stderr)
     return 1 if failed else 0

@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Any
 
+from lib_lora.safetext import unfiltered, visible
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dirs", nargs="+", metavar="DIR", help="LoRA folders (searched recursively, linked folders followed)")
@@ -43,13 +45,15 @@ class _Progress:
             return
         self.last = now
         self.shown = True
-        sys.stderr.write(f"\r{self.label} {done}/{total} …\033[K")
-        sys.stderr.flush()
+        err = unfiltered(sys.stderr)  # its own escape sequence: clear to the end of the line
+        err.write(f"\r{self.label} {done}/{total} …\033[K")
+        err.flush()
 
     def close(self) -> None:
         if self.shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+            err = unfiltered(sys.stderr)
+            err.write("\r\033[K")
+            err.flush()
 
 
 def _checkpoint_detection(path: str) -> Any:
@@ -123,6 +127,8 @@ def _problems(e: Any, dup_count: int) -> list[str]:
     out = []
     if e.error:
         out.append("unreadable: " + e.error.split(": ", 1)[-1] if e.error.startswith(e.path) else e.error)
+    if e.link_outside:
+        out.append(f"links outside the LoRA folders → {e.link_outside}")
     if e.legacy:
         out.append("legacy pickle (not inspected)")
     if dup_count > 1:
@@ -139,10 +145,10 @@ def _cut(text: str, width: int) -> str:
 
 
 def _table(rows: list[list[str]], headers: list[str], caps: list[int], term_width: int | None) -> str:
-    widths = [min(max([len(h)] + [len(r[i]) for r in rows]), caps[i]) for i, h in enumerate(headers)]
+    widths = [min(max([len(h)] + [len(visible(r[i])) for r in rows]), caps[i]) for i, h in enumerate(headers)]
     lines = []
     for r in [headers, *rows]:
-        cells = [_cut(c, widths[i]).ljust(widths[i]) if i < len(r) - 1 else _cut(c, widths[i]) for i, c in enumerate(r)]
+        cells = [_cut(visible(c), widths[i]).ljust(widths[i]) if i < len(r) - 1 else _cut(c, widths[i]) for i, c in enumerate(r)]
         line = "  ".join(cells).rstrip()
         if term_width:
             line = _cut(line, term_width)
@@ -193,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
                 "added": len(result.added), "changed": len(result.changed), "removed": len(result.removed),
                 "unchanged": result.unchanged, "reads": result.reads, "seconds": round(result.seconds, 4),
                 "errors": [{"path": p, "message": m} for p, m in result.errors], "notes": list(result.notes),
+                "linked_folders": [{"link": link, "target": target} for link, target in result.links],
             },
             "checkpoint": None if ckpt_path is None else {
                 "path": ckpt_path,
@@ -241,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     if multi_root:
         for i, r in enumerate(lib.roots, 1):
-            out.write(f"[{i}] {r}\n")
+            out.write(visible(f"[{i}] {r}") + "\n")
     if rows:
         out.write(_table(rows, headers, caps, term) + "\n\n")
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(arch_counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -256,10 +263,12 @@ def run(args: argparse.Namespace) -> int:
         fam = getattr(ckpt_det, "family", None)
         summary = ", ".join(f"{n} {lvl}" for lvl, n in sorted(levels.items(), key=lambda kv: -kv[1]))
         out.write(f"checkpoint {os.path.basename(ckpt_path)}: {arch}{'/' + fam if fam else ''} — {summary}\n")
-    out.write(f"index: {lib.index_path}\n")
+    out.write(visible(f"index: {lib.index_path}") + "\n")
+    for link, target in result.links:
+        out.write(visible(f"info: followed the linked folder {link} → {target}") + "\n")
     for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(visible(f"note: {note}"), file=sys.stderr)
     for path, message in result.errors:
         if path in lib.roots or not any(e.path == path for e in entries):
-            print(f"warning: {message}", file=sys.stderr)
+            print(visible(f"warning: {message}"), file=sys.stderr)
     return 1 if missing_roots else 0

@@ -8,6 +8,9 @@ import sys
 
 from lib_lora.errors import LoraStudioError
 
+#: the app server writes its own (coloured) logs: its output is not filtered by the CLI
+RAW_OUTPUT = True
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lora-dir", action="append", default=[], metavar="DIR",

@@ -6,7 +6,9 @@ Scanning
     walked once, and real folders are walked before linked ones so a file gets its un-linked path.
     ``.safetensors`` files have their header read (never the tensor data), their sidecars read and their
     base model detected; ``.pt``/``.ckpt`` files are listed as *legacy* and never opened (they are
-    pickles). Files that cannot be read are listed with an ``error``; nothing stops the scan.
+    pickles). Files that cannot be read are listed with an ``error``; nothing stops the scan. A linked
+    *file* whose target lies outside every root is listed with a problem naming the target (still usable);
+    linked folders are reported in :attr:`ScanResult.links`.
 
 Index
     An SQLite database (stdlib ``sqlite3``, WAL) in the user-data folder (:mod:`lib_lora.paths`). A

@@ -28,6 +28,7 @@ from lib_lora.library.scan import (
     _side_signature,
     _sidecar_index,
     _walk,
+    link_outside,
 )
 
 
@@ -135,7 +136,8 @@ class Library:
             entries = []
         sidecars = _sidecar_index(entries)
         f = _Found(row.path, row.root, row.relpath, row.name, row.suffix, row.realpath, row.size, row.mtime_ns,
-                   _side_signature(sidecars.get(row.name.casefold())), _dir_listing(entries), False)
+                   _side_signature(sidecars.get(row.name.casefold())), _dir_listing(entries), False,
+                   row.link_outside)
         return _read_file(f, self._fingerprint)
 
     def _info(self, row: _Row) -> LoraInfo:
@@ -183,7 +185,7 @@ class Library:
         old_rows = dict(state.rows) if state is not None else self._load_rows()
         if self._hash_cache is None:
             self._load_rows_hashes()
-        found, errors = _walk(self.roots)
+        found, errors, links = _walk(self.roots)
         fingerprint = self._fingerprint
         to_read: list[_Found] = []
         rows: dict[str, _Row] = {}
@@ -199,6 +201,7 @@ class Library:
                 and old.side_sig == f.side_sig
                 and old.fingerprint == fingerprint
                 and old.root == f.root
+                and old.link_outside == f.link_outside
             ):
                 rows[f.path] = old
                 unchanged += 1
@@ -244,6 +247,7 @@ class Library:
             total=len(rows),
             reads=sum(1 for f in to_read if not f.legacy),
             notes=self._index.take_notes(),
+            links=tuple(links),
         )
 
     def _load_rows_hashes(self) -> None:
@@ -287,9 +291,11 @@ class Library:
             except OSError:
                 return None
             sidecars = _sidecar_index(entries)
-            f = _Found(key, old.root, old.relpath, old.name, old.suffix, os.path.realpath(key), st.st_size,
+            real = os.path.realpath(key)
+            f = _Found(key, old.root, old.relpath, old.name, old.suffix, real, st.st_size,
                        st.st_mtime_ns, _side_signature(sidecars.get(old.name.casefold())), _dir_listing(entries),
-                       old.realpath != os.path.join(os.path.realpath(folder), os.path.basename(key)))
+                       old.realpath != os.path.join(os.path.realpath(folder), os.path.basename(key)),
+                       link_outside(key, real, self.roots))
             row = _read_file(f, self._fingerprint)
             self._attach_hashes(row)
             conn = self._index.conn()

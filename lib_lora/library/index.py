@@ -17,7 +17,7 @@ from lib_lora.hashing import FileHashes
 from lib_lora.library.codec import LazyJSONMapping, _decode_triggers, detection_from_dict
 from lib_lora.library.info import LoraInfo
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: files.link_outside
 APPLICATION_ID = 0x4C537464  # "LStd"
 
 
@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS files (
     legacy INTEGER NOT NULL,
     error TEXT,
     addnet_hint TEXT,
+    link_outside TEXT,
     detection TEXT,
     sidecars TEXT NOT NULL,
     metadata TEXT NOT NULL,
@@ -52,10 +53,12 @@ CREATE TABLE IF NOT EXISTS hashes (
 """
 
 _FILE_COLUMNS = ("path, root, realpath, relpath, size, mtime_ns, side_sig, fingerprint, alias, legacy, error, "
-                 "addnet_hint, detection, sidecars, metadata, triggers")
-_FILE_INSERT = f"INSERT OR REPLACE INTO files ({_FILE_COLUMNS}) VALUES ({','.join('?' * 16)})"
+                 "addnet_hint, link_outside, detection, sidecars, metadata, triggers")
+_ROW_LENGTH = len(_FILE_COLUMNS.split(","))
+_FILE_INSERT = f"INSERT OR REPLACE INTO files ({_FILE_COLUMNS}) VALUES ({','.join('?' * _ROW_LENGTH)})"
 #: what a warm start loads for every row; the JSON columns follow when an entry is asked for
-_KEY_COLUMNS = "path, root, realpath, relpath, size, mtime_ns, side_sig, fingerprint, alias, legacy, error, addnet_hint"
+_KEY_COLUMNS = ("path, root, realpath, relpath, size, mtime_ns, side_sig, fingerprint, alias, legacy, error, "
+                "addnet_hint, link_outside")
 _JSON_COLUMNS = "path, size, mtime_ns, side_sig, fingerprint, detection, sidecars, metadata, triggers"
 
 
@@ -270,12 +273,12 @@ class _Row:
     """One file as the index stores it; JSON columns are decoded only when the entry is asked for."""
 
     __slots__ = ("addnet", "addnet_hint", "alias", "detection", "error", "fingerprint", "info", "legacy",
-                 "loaded", "metadata", "mtime_ns", "name", "path", "realpath", "relpath", "root", "sha256",
+                 "link_outside", "loaded", "metadata", "mtime_ns", "name", "path", "realpath", "relpath", "root", "sha256",
                  "side_sig", "sidecars", "size", "suffix", "triggers")
 
     def __init__(self, path: str, root: str, realpath: str, relpath: str, size: int, mtime_ns: int,
                  side_sig: str, fingerprint: str, alias: str | None, legacy: bool, error: str | None,
-                 addnet_hint: str | None, detection: str | None = None, sidecars: str = "{}", metadata: str = "{}",
+                 addnet_hint: str | None, link_outside: str | None = None, detection: str | None = None, sidecars: str = "{}", metadata: str = "{}",
                  triggers: str | None = None, *, loaded: bool = True) -> None:
         self.path = path
         self.root = root
@@ -289,6 +292,7 @@ class _Row:
         self.legacy = bool(legacy)
         self.error = error
         self.addnet_hint = addnet_hint
+        self.link_outside = link_outside
         self.detection = detection
         self.sidecars = sidecars
         self.metadata = metadata
@@ -303,7 +307,7 @@ class _Row:
 
     def db_tuple(self) -> tuple[Any, ...]:
         return (self.path, self.root, self.realpath, self.relpath, self.size, self.mtime_ns, self.side_sig,
-                self.fingerprint, self.alias, int(self.legacy), self.error, self.addnet_hint, self.detection,
+                self.fingerprint, self.alias, int(self.legacy), self.error, self.addnet_hint, self.link_outside, self.detection,
                 self.sidecars, self.metadata, self.triggers)
 
     def key(self) -> tuple[Any, ...]:
@@ -336,6 +340,7 @@ class _Row:
             alias=self.alias,
             legacy=self.legacy,
             error=self.error,
+            link_outside=self.link_outside,
             detection=det,
             metadata=LazyJSONMapping(self.metadata),
             sidecars=sidecars,

@@ -80,6 +80,7 @@ class LoraInfo:
     alias: str | None = None  # ss_output_name
     legacy: bool = False  # .pt/.ckpt: listed, never opened
     error: str | None = None  # why the file could not be read (None: fine)
+    link_outside: str | None = None  # the file is a link to this real path, outside every LoRA folder
     detection: Detection | None = None
     metadata: Mapping[str, str] = field(default_factory=dict, repr=False)  # bounded subset of the header metadata
     sidecars: sc.Sidecars = field(default_factory=sc.Sidecars)
@@ -177,6 +178,7 @@ class LoraInfo:
             "mtime_ns": self.mtime_ns,
             "legacy": self.legacy,
             "error": self.error,
+            "link_outside": self.link_outside,
             "architecture": self.architecture,
             "family": self.family,
             "adapter": det.adapter if det is not None else None,
@@ -206,6 +208,8 @@ class LoraInfo:
         out: list[str] = []
         if self.error:
             out.append(self.error)
+        if self.link_outside:
+            out.append(f"{self.path} links outside the LoRA folders → {self.link_outside}")
         if self.legacy:
             out.append("legacy pickle file (.pt/.ckpt): not inspected; a .safetensors version is safer")
         out.extend(self.sidecars.problems)
@@ -225,6 +229,7 @@ class ScanResult:
     total: int = 0  # entries in the library after the scan
     reads: int = 0  # files whose header was read
     notes: tuple[str, ...] = ()  # e.g. "the index was unusable and was rebuilt"
+    links: tuple[tuple[str, str], ...] = ()  # (link, real folder) of every linked folder followed
 
     @property
     def changed_anything(self) -> bool:

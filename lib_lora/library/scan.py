@@ -17,7 +17,7 @@ from lib_lora import sidecars as sc
 from lib_lora.architecture import Detection, Hints
 from lib_lora.errors import HeaderError, LibraryError
 from lib_lora.library.codec import _encode_triggers, detection_to_dict
-from lib_lora.library.index import _Row
+from lib_lora.library.index import _ROW_LENGTH, _Row
 from lib_lora.library.info import MODEL_SUFFIXES, SAFETENSORS, LoraInfo, _addnet_hint, bounded_metadata
 from lib_lora.safetensors_header import Header, read_header
 
@@ -33,11 +33,12 @@ _STAT_SIDECARS = frozenset(s.lower() for s in (sc.USER_METADATA_SUFFIX, sc.CIVIT
 class _Found:
     """A model file seen by the walk."""
 
-    __slots__ = ("legacy", "listing", "mtime_ns", "name", "path", "realpath", "relpath", "root", "side_sig",
-                 "size", "suffix", "via_link")
+    __slots__ = ("legacy", "link_outside", "listing", "mtime_ns", "name", "path", "realpath", "relpath", "root",
+                 "side_sig", "size", "suffix", "via_link")
 
     def __init__(self, path: str, root: str, relpath: str, name: str, suffix: str, realpath: str, size: int,
-                 mtime_ns: int, side_sig: str, listing: dict[str, str], via_link: bool) -> None:
+                 mtime_ns: int, side_sig: str, listing: dict[str, str], via_link: bool,
+                 link_outside: str | None = None) -> None:
         self.path = path
         self.root = root
         self.relpath = relpath
@@ -49,6 +50,7 @@ class _Found:
         self.side_sig = side_sig
         self.listing = listing
         self.via_link = via_link
+        self.link_outside = link_outside  # a linked file's real target when it lies outside every root
         self.legacy = suffix.lower() != SAFETENSORS
 
 
@@ -90,10 +92,26 @@ def _side_signature(items: list[tuple[str, os.DirEntry[str]]] | None) -> str:
     return "|".join(parts)
 
 
-def _walk(roots: Sequence[str]) -> tuple[list[_Found], list[tuple[str, str]]]:
-    """Every model file under ``roots`` (see the module docstring for links and loops)."""
+def _outside(realpath: str, real_roots: Sequence[str]) -> bool:
+    """Whether ``realpath`` lies outside every one of ``real_roots`` (real paths)."""
+    return not any(realpath == r or realpath.startswith(r.rstrip(os.sep) + os.sep) for r in real_roots)
+
+
+def link_outside(path: str, realpath: str, roots: Sequence[str]) -> str | None:
+    """``realpath`` when the file at ``path`` is itself a symbolic link whose target lies outside every
+    LoRA root (a folder link is not: users link drives into their LoRA folder)."""
+    if not os.path.islink(path):
+        return None
+    return realpath if _outside(realpath, [os.path.realpath(r) for r in roots]) else None
+
+
+def _walk(roots: Sequence[str]) -> tuple[list[_Found], list[tuple[str, str]], list[tuple[str, str]]]:
+    """Every model file under ``roots``, the errors met, and ``(link, real folder)`` of every linked folder
+    walked (links and loops: see the package docstring)."""
     found: list[_Found] = []
     errors: list[tuple[str, str]] = []
+    links: list[tuple[str, str]] = []
+    real_roots = [os.path.realpath(r) for r in roots]
     visited: set[tuple[int, int]] = set()
     model_suffixes = MODEL_SUFFIXES
     for root in roots:
@@ -105,11 +123,11 @@ def _walk(roots: Sequence[str]) -> tuple[list[_Found], list[tuple[str, str]]]:
         if not os.path.isdir(root):
             errors.append((root, f"not a folder: {root}"))
             continue
-        # (path, posix dir relative to root, real path of the dir, reached through a link)
-        queue: deque[tuple[str, str, str, bool]] = deque([(root, "", os.path.realpath(root), False)])
-        linked: deque[tuple[str, str, str, bool]] = deque()
+        # (path, posix dir relative to root, real path of the dir, reached through a link, is a link)
+        queue: deque[tuple[str, str, str, bool, bool]] = deque([(root, "", os.path.realpath(root), False, False)])
+        linked: deque[tuple[str, str, str, bool, bool]] = deque()
         while queue or linked:
-            dirpath, reldir, realdir, via_link = queue.popleft() if queue else linked.popleft()
+            dirpath, reldir, realdir, via_link, is_link = queue.popleft() if queue else linked.popleft()
             try:
                 dst = os.stat(dirpath)
             except OSError as exc:
@@ -119,6 +137,8 @@ def _walk(roots: Sequence[str]) -> tuple[list[_Found], list[tuple[str, str]]]:
             if key in visited:
                 continue  # a loop, or a second link to a folder already walked
             visited.add(key)
+            if is_link:
+                links.append((dirpath, realdir))
             try:
                 with os.scandir(dirpath) as it:
                     entries = sorted(it, key=_entry_name)  # deterministic: which of two links wins
@@ -140,7 +160,7 @@ def _walk(roots: Sequence[str]) -> tuple[list[_Found], list[tuple[str, str]]]:
                 if is_dir:
                     link = e.is_symlink()
                     sub = (e.path, f"{reldir}{e.name}/", os.path.realpath(e.path) if link else
-                           os.path.join(realdir, e.name), via_link or link)
+                           os.path.join(realdir, e.name), via_link or link, link)
                     (linked if link or via_link else queue).append(sub)
             if not models:
                 continue
@@ -162,6 +182,7 @@ def _walk(roots: Sequence[str]) -> tuple[list[_Found], list[tuple[str, str]]]:
                 found.append(_Found(
                     e.path, root, reldir + name, name, suffix, realpath, fst.st_size, fst.st_mtime_ns,
                     _side_signature(sidecars.get(name.casefold())), listing, via_link or link,
+                    realpath if link and _outside(realpath, real_roots) else None,
                 ))
     # one entry per real file, preferring a path without links
     best: dict[str, _Found] = {}
@@ -172,7 +193,7 @@ def _walk(roots: Sequence[str]) -> tuple[list[_Found], list[tuple[str, str]]]:
     if len(best) != len(found):
         keep = {id(f) for f in best.values()}
         found = [f for f in found if id(f) in keep]
-    return found, errors
+    return found, errors, links
 
 
 
@@ -209,7 +230,7 @@ def _read_file(f: _Found, fingerprint: str, header: Header | None = None) -> _Ro
         alias = None
     row = _Row(
         f.path, f.root, f.realpath, f.relpath, f.size, f.mtime_ns, f.side_sig, fingerprint, alias, f.legacy, error,
-        _addnet_hint(metadata),
+        _addnet_hint(metadata), f.link_outside,
         json.dumps(detection_to_dict(det), ensure_ascii=False, separators=(",", ":")) if det is not None else None,
         json.dumps(side.to_dict(), ensure_ascii=False, separators=(",", ":")),
         json.dumps(metadata, ensure_ascii=False, separators=(",", ":")),
@@ -267,7 +288,8 @@ def _default_workers() -> int:
 
 
 def _found_to_json(f: _Found) -> list[Any]:
-    return [f.path, f.root, f.relpath, f.name, f.suffix, f.realpath, f.size, f.mtime_ns, f.side_sig, f.via_link]
+    return [f.path, f.root, f.relpath, f.name, f.suffix, f.realpath, f.size, f.mtime_ns, f.side_sig, f.via_link,
+            f.link_outside]
 
 
 def _worker_command() -> list[str]:
@@ -335,7 +357,7 @@ def _read_many(found: Sequence[_Found], fingerprint: str, workers: int) -> Itera
             if item is None:
                 running -= 1
                 continue
-            if isinstance(item, list) and len(item) == 16 and item[0] in by_path and item[0] not in done:
+            if isinstance(item, list) and len(item) == _ROW_LENGTH and item[0] in by_path and item[0] not in done:
                 done.add(item[0])
                 yield _Row(*item)
     finally:
@@ -360,7 +382,7 @@ def _read_worker() -> None:
     fingerprint = job["fingerprint"]
     listings: dict[str, dict[str, str]] = {}
     out = sys.stdout.buffer  # ASCII-only JSON lines: no console encoding can break them
-    for path, root, relpath, name, suffix, realpath, size, mtime_ns, side_sig, via_link in job["files"]:
+    for path, root, relpath, name, suffix, realpath, size, mtime_ns, side_sig, via_link, outside in job["files"]:
         folder = os.path.dirname(path)
         listing = listings.get(folder)
         if listing is None:
@@ -370,7 +392,7 @@ def _read_worker() -> None:
             except OSError:
                 listing = {}
             listings[folder] = listing
-        f = _Found(path, root, relpath, name, suffix, realpath, size, mtime_ns, side_sig, listing, via_link)
+        f = _Found(path, root, relpath, name, suffix, realpath, size, mtime_ns, side_sig, listing, via_link, outside)
         row = _read_file(f, fingerprint)
         out.write(json.dumps(row.db_tuple()).encode("ascii") + b"\n")
     out.flush()

@@ -2,7 +2,9 @@
 
 Rendering: one page of cards is a single HTML string made server-side from :mod:`lib_lora.browse`
 view-models (never one Gradio component per LoRA), so 10,000 LoRAs cost one ``gr.HTML`` update of ~50
-cards. Every string that reaches the HTML is escaped here.
+cards. Every string that reaches the HTML is escaped here (:mod:`lib_lora.safetext`): control, escape and
+bidi characters of file text are shown as ``\\uXXXX`` and file text sits in ``<bdi>``; ``data-*`` values the
+script reads back stay exact.
 
 Behaviour lives in ``javascript/lora_studio.js``: a click on a card inserts ``<lora:name:weight>`` and the
 trigger words into the active prompt at the cursor (a second click removes them); the checkpoint
@@ -19,7 +21,6 @@ used by the benchmark and the tests.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import time
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lib_lora import browse
+from lib_lora import browse, safetext
 from lib_lora.ui import remote_panel
 
 PANEL_ID = "lora_studio_browser"
@@ -39,8 +40,14 @@ SORT_LABELS = {"Name": browse.SORT_NAME, "Newest": browse.SORT_DATE, "Base model
 CATEGORY_ALL = "All categories"
 
 
-def esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+#: text for HTML element content or a shown attribute (``title``): controls visible, HTML-escaped
+esc = safetext.html_text
+#: file text as element content: :func:`esc` isolated in ``<bdi>``
+fx = safetext.html_isolated
+
+
+#: a ``data-*`` attribute value the script reads back: exact once parsed
+data = safetext.html_data
 
 
 # --------------------------------------------------------------------------------------------------
@@ -101,7 +108,7 @@ def render_card(card: browse.Card, preview_url: Callable[[browse.Card], str | No
     if url:
         preview = f'<div class="lss-preview" style="background-image:url(&quot;{esc(url)}&quot;)"></div>'
     else:
-        preview = f'<div class="lss-preview lss-noimg"><span>{esc(_initials(card.name))}</span></div>'
+        preview = f'<div class="lss-preview lss-noimg"><span>{fx(_initials(card.name))}</span></div>'
     badges = [
         f'<span class="lss-badge lss-base lss-{esc(card.base.kind)}" title="{esc(card.base.title)}">{esc(card.base.text)}</span>',
         f'<span class="lss-badge lss-compat lss-{esc(card.compat_level)}" title="{esc(card.compat.title)}">'
@@ -114,33 +121,33 @@ def render_card(card: browse.Card, preview_url: Callable[[browse.Card], str | No
         guessed = card.category_source == "guess"
         badges.append(
             f'<span class="lss-badge lss-cat{" lss-guess" if guessed else ""}" '
-            f'title="category ({esc(card.category_source)})">{esc(card.category)}{"?" if guessed else ""}</span>'
+            f'title="category ({esc(card.category_source)})">{fx(card.category)}{"?" if guessed else ""}</span>'
         )
     trig = ""
     if words:
-        trig = '<div class="lss-triggers">' + " ".join(f"<code>{esc(w)}</code>" for w in words) + "</div>"
+        trig = '<div class="lss-triggers">' + " ".join(f"<code>{fx(w)}</code>" for w in words) + "</div>"
     else:
         guessed_words = [w for g in card.triggers if g.guessed for w in g.words][:3]
         if guessed_words:
             trig = (
                 '<div class="lss-triggers lss-guessed" title="most frequent training tags (a guess, not inserted)">'
-                + " ".join(f"<code>{esc(w)}</code>" for w in guessed_words)
+                + " ".join(f"<code>{fx(w)}</code>" for w in guessed_words)
                 + "</div>"
             )
     lic = ""
     if card.license_summary:
-        lic = f'<div class="lss-license lss-com-{esc(card.commercial)}" title="{esc(card.license_summary)}">{esc(card.license_summary)}</div>'
+        lic = f'<div class="lss-license lss-com-{esc(card.commercial)}" title="{esc(card.license_summary)}">{fx(card.license_summary)}</div>'
     facts = _facts_text(card.training)
-    facts_html = f'<div class="lss-facts">{esc(facts)}</div>' if facts else ""
+    facts_html = f'<div class="lss-facts">{fx(facts)}</div>' if facts else ""
     if card.training.top_tags:
-        facts_html += '<div class="lss-tags">' + esc(", ".join(card.training.top_tags[:5])) + "</div>"
+        facts_html += '<div class="lss-tags">' + fx(", ".join(card.training.top_tags[:5])) + "</div>"
     title = f"Click: insert {card.tag}" + (f" + {', '.join(words)}" if words else "") + " · click again: remove"
     return (
         f'<div class="lss-card lss-card-{esc(card.compat_level)}" role="button" tabindex="0" '
-        f'data-name="{esc(card.name)}" data-tag="{esc(card.tag)}" data-words="{esc(json.dumps(words))}" '
-        f'data-neg="{esc(card.negative_text)}" data-compat="{esc(card.compat_level)}" title="{esc(title)}">'
+        f'data-name="{data(card.name)}" data-tag="{data(card.tag)}" data-words="{data(json.dumps(words))}" '
+        f'data-neg="{data(card.negative_text)}" data-compat="{data(card.compat_level)}" title="{esc(title)}">'
         f"{preview}"
-        f'<div class="lss-body"><div class="lss-name" title="{esc(card.relpath)}">{esc(card.name)}</div>'
+        f'<div class="lss-body"><div class="lss-name" title="{esc(card.relpath)}">{fx(card.name)}</div>'
         f'<div class="lss-badges">{"".join(badges)}</div>{trig}{lic}{facts_html}</div>'
         f'{remote_panel.card_html(card)}'
         f'<button class="lss-info" type="button" data-action="select" title="Details and edit">i</button>'
@@ -157,7 +164,7 @@ def render_page_html(
 ) -> str:
     q = page.query
     ckpt = (
-        f'badges for <b>{esc(page.checkpoint)}</b> <span class="lss-badge lss-base">{esc(page.checkpoint_base)}</span>'
+        f'badges for <b>{fx(page.checkpoint)}</b> <span class="lss-badge lss-base">{esc(page.checkpoint_base)}</span>'
         if page.checkpoint
         else "no checkpoint selected: compatibility unknown"
     )
@@ -199,7 +206,7 @@ def render_page_html(
                 links.append(f'<a class="lss-pg" href="#" data-page="{n}">{n}</a>')
         nav = f'<div class="lss-pages">page {page.page} of {page.pages}: {"".join(links)}</div>'
     return (
-        f'<div class="lss-root" data-checkpoint="{esc(page.checkpoint or "")}" data-page="{page.page}" '
+        f'<div class="lss-root" data-checkpoint="{data(page.checkpoint or "")}" data-page="{page.page}" '
         f'data-pages="{page.pages}" data-matched="{page.matched}" data-sort="{esc(q.sort)}" '
         f'data-ms="{page.elapsed_ms:.1f}" data-rendered="{time.time():.3f}">{head}{body}{nav}</div>'
     )
@@ -221,9 +228,9 @@ def render_detail_html(detail: dict[str, Any] | None, *, message: str = "") -> s
     if not detail:
         return f'<div class="lss-detail lss-empty">{esc(message or "Click i on a card for details and to edit its metadata.")}</div>'
     rows: list[tuple[str, str]] = []
-    rows.append(("File", esc(detail.get("relpath"))))
+    rows.append(("File", fx(detail.get("relpath"))))
     if detail.get("alias") and detail.get("alias") != detail.get("name"):
-        rows.append(("Alias (ss_output_name)", esc(detail["alias"])))
+        rows.append(("Alias (ss_output_name)", fx(detail["alias"])))
     base = detail.get("base") or {}
     rows.append(
         (
@@ -244,20 +251,20 @@ def render_detail_html(detail: dict[str, Any] | None, *, message: str = "") -> s
     if targets:
         rows.append(("Trains", esc(", ".join(targets))))
     cat = detail.get("category")
-    rows.append(("Category", esc(cat or "—") + (f" <i>({esc(detail.get('category_source'))})</i>" if cat else "")))
+    rows.append(("Category", fx(cat or "—") + (f" <i>({esc(detail.get('category_source'))})</i>" if cat else "")))
     trig_html = []
     for g in detail.get("trigger_words") or []:
         chips = " ".join(
-            f'<a href="#" class="lss-word" data-word="{esc(w)}" title="insert only this word">{esc(w)}</a>' for w in g["words"]
+            f'<a href="#" class="lss-word" data-word="{data(w)}" title="insert only this word">{fx(w)}</a>' for w in g["words"]
         )
         trig_html.append(
             f'<div class="lss-trig-src{" lss-guessed" if g.get("guessed") else ""}"><span>{esc(g.get("label"))}</span> {chips}</div>'
         )
     rows.append(("Trigger words", "".join(trig_html) or "—"))
     if detail.get("negative_text"):
-        rows.append(("Negative text", esc(detail["negative_text"])))
+        rows.append(("Negative text", fx(detail["negative_text"])))
     lic = detail.get("license") or {}
-    rows.append(("License", esc(lic.get("summary") or "no Civitai license information")))
+    rows.append(("License", fx(lic.get("summary") or "no Civitai license information")))
     t = detail.get("training") or {}
     facts = []
     for key, label in (
@@ -269,26 +276,26 @@ def render_detail_html(detail: dict[str, Any] | None, *, message: str = "") -> s
         ("trainer", "trainer"),
     ):
         if t.get(key):
-            facts.append(f"{label}: {esc(t[key])}")
+            facts.append(f"{label}: {fx(t[key])}")
     rows.append(("Training", "<br>".join(facts) or "no training metadata"))
     if t.get("top_tags"):
-        rows.append(("Top training tags", esc(", ".join(t["top_tags"]))))
+        rows.append(("Top training tags", fx(", ".join(t["top_tags"]))))
     if detail.get("tags"):
-        rows.append(("Civitai tags", esc(", ".join(detail["tags"]))))
+        rows.append(("Civitai tags", fx(", ".join(detail["tags"]))))
     if detail.get("civitai_url"):
         rows.append(("Civitai", f'<a href="{esc(detail["civitai_url"])}" target="_blank" rel="noopener noreferrer">model page</a>'))
     ev = detail.get("evidence") or []
     if ev:
-        rows.append(("Why this base", "<br>".join(esc(f"{e['source']}: {e['detail']}") for e in ev[:8])))
+        rows.append(("Why this base", "<br>".join(fx(f"{e['source']}: {e['detail']}") for e in ev[:8])))
     for c in detail.get("conflicts") or []:
-        rows.append(("Conflict", esc(c)))
+        rows.append(("Conflict", fx(c)))
     for p in detail.get("problems") or []:
-        rows.append(("Problem", esc(p)))
+        rows.append(("Problem", fx(p)))
     table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
     note = f'<div class="lss-msg">{esc(message)}</div>' if message else ""
     return (
-        f'<div class="lss-detail" data-name="{esc(detail.get("name"))}" data-tag="{esc(detail.get("tag"))}">'
-        f'<div class="lss-detail-name">{esc(detail.get("name"))} <code>{esc(detail.get("tag"))}</code></div>'
+        f'<div class="lss-detail" data-name="{data(detail.get("name"))}" data-tag="{data(detail.get("tag"))}">'
+        f'<div class="lss-detail-name">{fx(detail.get("name"))} <code>{fx(detail.get("tag"))}</code></div>'
         f"{note}<table>{table}</table></div>"
     )
 
@@ -310,11 +317,11 @@ def render_resolve_html(result: dict[str, Any] | None, error: str = "") -> str:
         if t.get("candidates"):
             extra.append("candidates: " + ", ".join(t["candidates"]))
         rows.append(
-            f'<tr class="lss-r-{esc(status)}"><td><code>{esc(t.get("original"))}</code></td><td>{esc(status)}</td>'
-            f'<td>{esc(t.get("relpath") or "")}</td><td>{esc(t.get("compat_level") or "")}</td>'
-            f"<td>{esc('; '.join([detail, *extra]) if detail else '; '.join(extra))}</td></tr>"
+            f'<tr class="lss-r-{esc(status)}"><td><code>{fx(t.get("original"))}</code></td><td>{esc(status)}</td>'
+            f'<td>{fx(t.get("relpath") or "")}</td><td>{esc(t.get("compat_level") or "")}</td>'
+            f"<td>{fx('; '.join([detail, *extra]) if detail else '; '.join(extra))}</td></tr>"
         )
-    warnings = "".join(f"<li>{esc(w)}</li>" for w in result.get("warnings") or [])
+    warnings = "".join(f"<li>{fx(w)}</li>" for w in result.get("warnings") or [])
     return (
         '<div class="lss-resolve">'
         f'<div><b>Prompt the WebUI will see:</b><pre class="lss-out-prompt">{esc(result.get("prompt"))}</pre></div>'

@@ -14,7 +14,6 @@ HTML is escaped here.
 
 from __future__ import annotations
 
-import html
 import math
 import os
 import queue
@@ -24,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lib_lora import safetext
 from lib_lora.errors import LoraStudioError, TrainingError
 from lib_lora.train.dataset import DatasetReport, count_guidance
 from lib_lora.train.presets import KINDS, PRESET_NAMES
@@ -70,8 +70,8 @@ _STATE_COLOURS = {
 }
 
 
-def esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+#: text for HTML (dataset file names, captions, trainer messages): controls visible, HTML-escaped
+esc = safetext.html_text
 
 
 def _badge(state: str) -> str:
