@@ -327,6 +327,7 @@ def test_hf_wrong_sha_leaves_nothing(hf: FakeHF, loras: Path, tmp_path: Path) ->
         download("hf://someone/bad/bad.safetensors", str(loras), client=CivitaiClient("https://civitai.invalid"),
                  staging_dir=str(tmp_path / "staging"))
     assert loadable(loras) == [] and not hidden_parts(loras)
+    assert not list((tmp_path / "staging").iterdir())  # a wrong file is not kept for a resume
 
 
 def test_hf_missing_and_pickle(hf: FakeHF, loras: Path, tmp_path: Path) -> None:
@@ -341,3 +342,4 @@ def test_hf_missing_and_pickle(hf: FakeHF, loras: Path, tmp_path: Path) -> None:
         download("hf://someone/x/model.ckpt", str(loras), client=CivitaiClient("https://civitai.invalid"),
                  staging_dir=str(tmp_path / "s"))
     assert list(loras.iterdir()) == []
+    assert not list((tmp_path / "s").iterdir())

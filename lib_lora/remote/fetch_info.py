@@ -268,6 +268,8 @@ def fetch_info(
         if not options.refetch and os.path.isfile(sc.stem_path(path) + sc.CIVITAI_INFO_SUFFIX):
             report(path, FileResult(path, SKIPPED, "already has a .civitai.info"))
             continue
+        if progress is not None:
+            progress(done, total, f"hashing {os.path.basename(path)}")
         try:
             sha = hasher(path).lower()
         except LoraStudioError as exc:

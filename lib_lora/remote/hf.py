@@ -10,6 +10,7 @@ the base model (``base_model``) and the trigger words (``instance_prompt``) for 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -100,7 +101,12 @@ def download_hf(ref: HFRef, lora_dir: str, *, subfolder: str | None = None, subf
     expected = etag if _SHA_RE.match(etag) else None
     base_root = staging_dir or tempfile.gettempdir()
     os.makedirs(base_root, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix="lora-studio-hf-", dir=base_root)
+    # One staging cache per file and revision, kept after a failure: huggingface_hub resumes its
+    # ``.incomplete`` blob there on the next try. Removed once the file is in place or found wrong.
+    key = hashlib.sha1(f"{endpoint}|{ref.repo_id}|{ref.revision}|{ref.filename}".encode()).hexdigest()[:16]
+    staging = os.path.join(base_root, f"lora-studio-hf-{key}")
+    os.makedirs(staging, exist_ok=True)
+    keep = True
     try:
         card: dict[str, Any] = {}
         try:
@@ -153,8 +159,13 @@ def download_hf(ref: HFRef, lora_dir: str, *, subfolder: str | None = None, subf
             problems.append(str(exc))
         if progress is not None:
             progress(1, 1, "done")
+        keep = False
         return DownloadResult(path, digest, "huggingface", present, filled=filled, problems=tuple(problems),
                               extra={"repo_id": ref.repo_id, "filename": ref.filename, "revision": ref.revision,
                                      "base_model": base_model, "commit": getattr(meta, "commit_hash", None)})
+    except RemoteError as exc:
+        keep = exc.kind in ("offline", "timeout", "cancelled") or (exc.kind == "http" and exc.status != 404)
+        raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(staging, ignore_errors=True)
