@@ -1,5 +1,5 @@
 """Build a random-weight, shape-correct SD1.5 or SDXL checkpoint in the single-file (ldm / sgm) layout
-that kohya sd-scripts loads, from the diffusers configs in ``../shared/fixtures/model-configs``.
+that kohya sd-scripts loads, from the diffusers configs in ``tests/fixtures/model-configs``.
 
 Two halves:
 
@@ -34,7 +34,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
-DEFAULT_FIXTURES = Path(os.environ.get("LORA_STUDIO_FIXTURES", REPO.parent / "shared" / "fixtures"))
+DEFAULT_FIXTURES = REPO / "tests" / "fixtures"
 ARCHES = ("sd15", "sdxl")
 DTYPES = ("fp16", "bf16", "fp32")
 
@@ -123,6 +123,9 @@ def _worker(args: argparse.Namespace) -> int:
     sys.path.insert(0, os.path.abspath(args.sd_scripts))
     configs = Path(args.configs)
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
+    # Build the models in the saved dtype and hand the writers no dtype: an SDXL model in fp32 plus the
+    # converted copy the writer would make is ~21 GB, built in fp16 and written as is ~7 GB.
+    torch.set_default_dtype(dtype)
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
 
@@ -138,7 +141,7 @@ def _worker(args: argparse.Namespace) -> int:
 
         unet = UNet2DConditionModel.from_config(config("unet"))
         print(f"models built in {time.perf_counter() - t0:.1f} s", flush=True)
-        keys = model_util.save_stable_diffusion_checkpoint(False, args.out, te1, unet, None, 0, 0, meta, dtype, vae)
+        keys = model_util.save_stable_diffusion_checkpoint(False, args.out, te1, unet, None, 0, 0, meta, None, vae)
     else:
         from library import sdxl_model_util, sdxl_original_unet
 
@@ -147,7 +150,7 @@ def _worker(args: argparse.Namespace) -> int:
         print(f"models built in {time.perf_counter() - t0:.1f} s", flush=True)
         logit_scale = torch.tensor(4.6052)
         keys = sdxl_model_util.save_stable_diffusion_checkpoint(
-            args.out, te1, te2, unet, 0, 0, None, vae, logit_scale, meta, dtype
+            args.out, te1, te2, unet, 0, 0, None, vae, logit_scale, meta, None
         )
     print(f"wrote {keys} tensors to {args.out} in {time.perf_counter() - t0:.1f} s", flush=True)
     return 0
@@ -160,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", help="cache folder (default: $LORA_STUDIO_TEST_CACHE or ~/.cache/lora-studio-test)")
     ap.add_argument("--sd-scripts", default=os.environ.get("SD_SCRIPTS_DIR", ""), help="sd-scripts checkout")
     ap.add_argument("--trainer-python", default=os.environ.get("TRAINER_PYTHON", ""), help="Python of the trainer venv")
-    ap.add_argument("--fixtures", default=None, help="shared fixtures folder")
+    ap.add_argument("--fixtures", default=None, help="fixtures folder (default: tests/fixtures)")
     ap.add_argument("--configs", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", choices=DTYPES, default="fp16")

@@ -2,8 +2,8 @@
 
 Given an sd-scripts checkout and the Python of its venv (and a GPU when there is one), it
 
-1. builds a random-weight SD1.5 checkpoint from ``../shared/fixtures/model-configs/sd15`` (cached,
-   ``make_random_checkpoint.py``) and a tokenizer cache from ``../shared/fixtures/clip-tokenizer``;
+1. builds a random-weight SD1.5 checkpoint from ``tests/fixtures/model-configs/sd15`` (cached,
+   ``make_random_checkpoint.py``) and a tokenizer cache from ``tests/fixtures/clip-tokenizer``;
 2. writes a small synthetic dataset (coloured shapes, captions ``<trigger>, ...``);
 3. checks it with ``lib_lora.train.dataset.check_dataset``, plans it with ``lib_lora.train.plan.make_plan``
    and runs it through ``lib_lora.train.jobs.JobManager`` (the same path as the Train tab and the CLI),
@@ -66,6 +66,8 @@ TOKENIZER_DIRS = {
         ("clip-tokenizer-g", "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k"),
     ),
 }
+#: the fixture tokenizer holding the BPE files (vocab.json, merges.txt) both CLIP tokenizers share
+BPE_TOKENIZER = "clip-tokenizer"
 ARCH_IDS = {"sd15": "sd1", "sdxl": "sdxl"}
 STEADY_FROM = 0.3  # steady state: the steps after the first 30 % (warm-up, graph capture)
 CPU_RESOLUTION = 64
@@ -100,13 +102,22 @@ def make_dataset(folder: str | os.PathLike[str], count: int, size: tuple[int, in
 
 def make_tokenizer_cache(folder: str | os.PathLike[str], arch: str = "sd15",
                          fixtures: str | os.PathLike[str] | None = None) -> Path:
-    """The ``--tokenizer_cache_dir`` layout sd-scripts reads offline, from the fixtures' tokenizers."""
+    """The ``--tokenizer_cache_dir`` layout sd-scripts reads offline, from the fixtures' tokenizers.
+
+    Both CLIP tokenizers have the same ``vocab.json`` and ``merges.txt``; the fixtures keep them once (in
+    ``clip-tokenizer``) and only the configs that differ in ``clip-tokenizer-g`` (its pad token is ``!``).
+    """
     root = Path(folder)
     src = Path(fixtures) if fixtures else FIXTURES
     for fixture_name, cache_name in TOKENIZER_DIRS[arch]:
         dst = root / cache_name
         if not dst.is_dir():
-            shutil.copytree(src / fixture_name, dst)
+            tmp = root / f".{cache_name}.part{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(src / BPE_TOKENIZER, tmp)  # then the tokenizer's own configs over it
+            for f in (src / fixture_name).iterdir():
+                shutil.copyfile(f, tmp / f.name)
+            os.replace(tmp, dst)
     return root
 
 

@@ -20,7 +20,7 @@ Key names follow the trainers' own conventions:
 
 Shapes come from the real model configurations (SD1.5 / SDXL diffusers ``config.json``, the BFL Flux
 and SD3 parameter sets). The SD1.5 and SDXL U-Net-only kohya presets reproduce the two real kohya
-outputs in the shared fixtures key for key.
+outputs in tests/fixtures/kohya-outputs key for key.
 """
 
 from __future__ import annotations

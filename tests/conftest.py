@@ -1,19 +1,19 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get("LORA_STUDIO_FIXTURES", REPO.parent / "shared" / "fixtures")).resolve()
+#: The repository's own test data (tests/fixtures/README.md says where each file came from).
+FIXTURES = REPO / "tests" / "fixtures"
 TEST_OUTPUT = REPO / "test-output"
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
-        pytest.fail(f"shared fixtures not found at {FIXTURES} (set LORA_STUDIO_FIXTURES)")
+        pytest.fail(f"test fixtures not found at {FIXTURES}: the checkout is incomplete")
     return FIXTURES
 
 

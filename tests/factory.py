@@ -10,6 +10,7 @@ Use from a test module next to this file (pytest puts ``tests/`` on ``sys.path``
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from PIL import Image
 from lib_lora import synth
 from lib_lora.safetensors_header import write_file
 
-__all__ = ["PRESETS", "make_checkpoint", "make_file", "make_lora"]
+__all__ = ["PRESETS", "make_checkpoint", "make_file", "make_lora", "wait_for"]
 
 PRESETS = tuple(synth.PRESETS)
 
@@ -66,3 +67,14 @@ def make_images(folder: Path, n: int = 16, caption: str | None = "zed, photo") -
         if caption is not None:
             (folder / f"{i:02d}.txt").write_text(caption, encoding="utf-8")
     return folder
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")

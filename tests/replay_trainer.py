@@ -9,7 +9,7 @@ hanging, ignoring SIGTERM.
 
     python tests/replay_trainer.py --log sd15-ok --output_dir OUT --output_name NAME [options]
 
-``--log`` names a fixture in ``<fixtures>/kohya-logs`` (``sd15-ok`` replays ``sd15-ok.stdout`` and
+``--log`` names a fixture in ``tests/fixtures/kohya-logs`` (``sd15-ok`` replays ``sd15-ok.stdout`` and
 ``sd15-ok.stderr``; other names the ``.combined`` file). Unknown options are accepted and ignored,
 like the real script's many flags, so a runner can pass a real sd-scripts argument list.
 """
@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:
 
 from lib_lora.safetensors_header import read_header, write_file  # noqa: E402
 
-FIXTURES = Path(os.environ.get("LORA_STUDIO_FIXTURES", REPO.parent / "shared" / "fixtures")).resolve()
+FIXTURES = REPO / "tests" / "fixtures"
 LOGS = FIXTURES / "kohya-logs"
 LORA_FIXTURE = FIXTURES / "kohya-outputs" / "sd15-kohya-dim4-mychar.safetensors"
 SAMPLE_FIXTURE = FIXTURES / "kohya-outputs" / "sd15-sample-step4.png"

@@ -57,12 +57,13 @@ def test_real_sd15_kohya_output(fixtures_dir: Path) -> None:
 
 def test_real_sdxl_kohya_unet_only_output(fixtures_dir: Path) -> None:
     det = detect(read_header(fixtures_dir / "kohya-outputs/sdxl-kohya-unetonly.safetensors"))
-    assert (det.kind, det.architecture, det.adapter, det.rank, det.alpha) == ("lora", "sdxl", "lora", 4, 2.0)
+    # sdxl_train_network.py --network_train_unet_only --network_dim 1 --network_alpha 0.5 (tests/fixtures/README.md)
+    assert (det.kind, det.architecture, det.adapter, det.rank, det.alpha) == ("lora", "sdxl", "lora", 1, 0.5)
     assert det.targets == ("unet",)
     assert det.trigger_words == ("mychar",)
     assert any("2048" in e.detail and "input_blocks_4_1" in e.detail for e in det.evidence)
     assert det.family is None  # sdxl_random.safetensors names no family
-    assert describe(det) == "SDXL · LoRA r4/α2 · U-Net"
+    assert describe(det) == "SDXL · LoRA r1/α0.5 · U-Net"
 
 
 def test_real_fixture_without_metadata_is_still_detected(fixtures_dir: Path, tmp_path: Path) -> None:
@@ -72,7 +73,7 @@ def test_real_fixture_without_metadata_is_still_detected(fixtures_dir: Path, tmp
     det = detect(read_header(path))
     assert det.architecture == "sdxl" and det.architecture_source == "structure"
     assert det.alpha is None and det.extra["alpha"] == "unknown"
-    assert det.rank == 4  # from the tensors, not ss_network_dim
+    assert det.rank == 1  # from the tensors, not ss_network_dim
 
 
 # --------------------------------------------------------------------------------------------------

@@ -260,6 +260,9 @@ def test_ctrl_c_cancels_the_whole_trainer(setup, tmp_path):
          "sd1", "--steps", "4", "--output", str(tmp_path / "o"), "--sd-scripts", str(sd), "--trainer-python",
          str(py), "--data-dir", str(tmp_path / "studio"), "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(tmp_path),
+        # a terminal's Ctrl-C: when the suite itself runs in the background of a non-interactive shell, it
+        # inherits SIGINT ignored, and an ignored SIGINT is inherited (and honoured) by the CLI
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60

@@ -45,9 +45,11 @@ def test_reads_real_kohya_sd15_output(fixtures_dir: Path) -> None:
 def test_reads_real_kohya_sdxl_output(fixtures_dir: Path) -> None:
     h = read_header(fixtures_dir / SDXL)
     assert len(h.tensors) == 2166
-    assert h.shape("lora_unet_input_blocks_4_1_proj_in.lora_down.weight") == (4, 640)
+    assert h.shape("lora_unet_input_blocks_4_1_proj_in.lora_down.weight") == (1, 640)  # --network_dim 1
+    assert h.tensors["lora_unet_input_blocks_4_1_proj_in.lora_up.weight"] == ("F16", (640, 1))  # --save_precision fp16
     assert h.shape("missing") is None
     assert h.metadata["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
+    assert h.metadata["ss_base_model_version"] == "sdxl_base_v1-0" and h.metadata["ss_network_dim"] == "1"
 
 
 def test_agrees_with_reference_safetensors_library(fixtures_dir: Path) -> None:

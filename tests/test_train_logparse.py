@@ -286,6 +286,13 @@ def test_chunking_never_changes_events(fixtures_dir, name, stream, cuts):
     assert parse_all([(stream, c) for c in chunks]) == whole
 
 
+def test_chunk_ending_between_a_bar_and_its_carriage_return_reports_the_bar_once() -> None:
+    """A chunk ending in ``<bar>\r`` holds the ``\r`` back (it may start ``\r\n``) yet reports the bar."""
+    data = b"\r0it [00:00, ?it/s]\r0it [00:00, ?it/s]\nnext line\n"
+    cut = data.index(b"]\r0it") + 2
+    assert parse_all([("stderr", data[:cut]), ("stderr", data[cut:])]) == parse_all([("stderr", data)])
+
+
 @settings(max_examples=200, deadline=None)
 @given(data=st.binary(max_size=400))
 def test_arbitrary_bytes_never_crash(data):

@@ -89,7 +89,7 @@ GENERAL_KEYS = DATASET_ASCENDABLE | SUBSET_ASCENDABLE | DB_SUBSET_ASCENDABLE | D
 DATASET_KEYS = GENERAL_KEYS | {"subsets"}
 SUBSET_KEYS = SUBSET_ASCENDABLE | DB_SUBSET_DISTINCT | DB_SUBSET_ASCENDABLE | DROPOUT
 
-#: the "defaults that bite" (DESIGN.md) and the rest of what every plan must state explicitly
+#: the sd-scripts defaults that bite (caption extension, learning rate, alpha, steps, workers) and the rest of what every plan must state explicitly
 ALWAYS_EXPLICIT = (
     "--pretrained_model_name_or_path", "--dataset_config", "--resolution", "--caption_extension",
     "--train_batch_size", "--output_dir", "--output_name", "--save_model_as", "--save_precision",
@@ -174,7 +174,7 @@ def test_committed_option_table_equals_generator_output(fixtures_dir):
     committed = Path(sdscripts_options.OPTIONS_FILE).read_text(encoding="utf-8")
     assert committed == _gen_options.render(fixtures_dir / "sd-scripts-help"), (
         "lib_lora/train/sdscripts_options.json is stale: regenerate it with "
-        "python -m lib_lora.train._gen_options ../shared/fixtures/sd-scripts-help"
+        "python -m lib_lora.train._gen_options tests/fixtures/sd-scripts-help"
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from factory import wait_for
 
 from lib_lora.safetensors_header import read_header
 from lib_lora.train import logparse
@@ -67,14 +68,6 @@ def make_spec(tmp_path: Path, log: str, *extra: str, name: str = "mylora", env: 
                    output_name=name, total_steps=4, sample_dir=str(out / "sample"), save_every_n_steps=2)
 
 
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def gone(pid: int) -> bool:

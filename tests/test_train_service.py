@@ -31,7 +31,7 @@ from lib_lora.train.service import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from factory import make_checkpoint, make_images, make_lora
+from factory import make_checkpoint, make_images, make_lora, wait_for
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="the stand-in trainer is a shell script")
 
@@ -143,14 +143,6 @@ def world(tmp_path):
     w.close()
 
 
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ------------------------------------------------------------------------------------ the happy path

@@ -5,7 +5,7 @@ SD1 LoRA with its trigger word.
 
 Runs only when ``SD_SCRIPTS_DIR`` (an sd-scripts checkout at the pinned commit) and ``TRAINER_PYTHON``
 (the Python of a venv with sd-scripts' requirements) are set. A random-weight SD1.5 checkpoint is built
-once per session from ``../shared/fixtures/model-configs/sd15`` (``benchmarks/make_random_checkpoint.py``),
+once per session from ``tests/fixtures/model-configs/sd15`` (``benchmarks/make_random_checkpoint.py``),
 cached in ``$LORA_STUDIO_TEST_CACHE`` when set. About 4 minutes on 2 CPU cores (plus ~45 s for the
 checkpoint when it is not cached).
 

@@ -1,7 +1,7 @@
 """LoRA Studio's WebUI glue (scripts/lora_studio.py + the lib_lora/webui/ package) run through a stand-in of the
 WebUI's ``modules`` that keeps the real call order (tests/webui_standin/README.md).
 
-Library: real files — copies of the real kohya outputs in the shared fixtures, the A1111 sidecar fixture,
+Library: real files — copies of the real kohya outputs in tests/fixtures, the A1111 sidecar fixture,
 and checkpoint headers with real key names and shapes (tests/factory.py).
 """
 

@@ -4,7 +4,7 @@
 venv (default ``$WEBUI_DIR/venv/bin/python``). tests/webui_real_runner.py runs in a subprocess with that
 python: the real ``initialize``, ``scripts``, ``processing``, ``extra_networks``, built-in Lora and HTTP API
 handlers; the model and the sampler are stubbed (no weights), the text encoder's input is tokenised with
-the real CLIP tokenizer from the shared fixtures. See tests/run_webui_suite.sh.
+the real CLIP tokenizer from tests/fixtures. See tests/run_webui_suite.sh.
 """
 
 from __future__ import annotations

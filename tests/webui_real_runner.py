@@ -8,7 +8,7 @@ arguments like the HTTP API does) and generates through ``Api.text2imgapi`` / ``
 ``processing.process_images``, ``scripts``, ``extra_networks`` and built-in Lora.
 
 Stubbed, because there are no model weights here (and none may be downloaded): the model object (it
-records what reached the text encoder, tokenised with the real CLIP tokenizer from the shared fixtures;
+records what reached the text encoder, tokenised with the real CLIP tokenizer from tests/fixtures;
 ``decode_first_stage`` returns zeros) and the sampler (returns its input latent). Forge's LoRA patcher
 ``load_lora_for_models`` is replaced by a recorder; its name lookup in ``networks.load_networks`` is real.
 """

@@ -3,7 +3,7 @@
 The core never reads the help texts at run time: it reads the committed JSON. Regenerate it whenever the
 sd-scripts pin moves (together with the help fixtures)::
 
-    python -m lib_lora.train._gen_options ../shared/fixtures/sd-scripts-help > lib_lora/train/sdscripts_options.json
+    python -m lib_lora.train._gen_options tests/fixtures/sd-scripts-help > lib_lora/train/sdscripts_options.json
 
 A test checks that the committed JSON equals what this produces from the fixtures.
 

@@ -25,7 +25,7 @@ from lib_lora.errors import TrainerEnvironmentError
 
 SUBMODULE_PATH = "vendor/sd-scripts"
 SUBMODULE_URL = "https://github.com/kohya-ss/sd-scripts.git"
-#: The commit of ../shared/fixtures/sd-scripts-help (move the pin only together with the fixtures).
+#: The commit the help texts in tests/fixtures/sd-scripts-help come from (move the pin only together with them).
 PINNED_COMMIT = "48d368fa557731ad0488c07304dfeba8c07910eb"
 #: Environment variable naming an existing sd-scripts / kohya_ss folder to use instead of the submodule.
 ENV_VAR = "LORA_STUDIO_SD_SCRIPTS"

@@ -195,6 +195,8 @@ class JobManager:
         self._scheduling = False
         self._reschedule = False
         self._foreign: set[str] = set()  # queued jobs another process claimed: re-read from disk
+        # jobs that ended but whose subscribers have not been told yet: wait() returns after they are
+        self._undelivered: dict[str, float] = {}
         self._load(start_queued)
         self._schedule()
 
@@ -303,7 +305,8 @@ class JobManager:
         with self._cond:
             while True:
                 record = self.get(job_id)
-                if record.status.done:
+                told = self._undelivered.get(job_id)
+                if record.status.done and (told is None or time.monotonic() - told > 5.0):
                     return record
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -417,6 +420,8 @@ class JobManager:
         record = dataclasses.replace(self._records[job_id], status=status)
         self._records[job_id] = record
         self._persist(record, force=force)
+        if status.done and self._subscribers:
+            self._undelivered[job_id] = time.monotonic()
         self._cond.notify_all()
         return record
 
@@ -428,6 +433,10 @@ class JobManager:
                 callback(record)
             except Exception:  # pragma: no cover - a UI callback bug must not stop training
                 log.exception("job subscriber failed")
+        if record.status.done:
+            with self._cond:
+                self._undelivered.pop(record.id, None)
+                self._cond.notify_all()
 
     def _on_status(self, job_id: str, status: JobStatus) -> None:
         with self._lock:

@@ -561,7 +561,8 @@ class LogParser:
         m = _TQDM_RE.match(text) or _TQDM_NOTOTAL_RE.match(text)
         if m is None or text[m.end() :].strip():
             return []
-        st.emitted_partial = st.pending
+        # a trailing "\r" held back as the possible first half of "\r\n" ends the bar: not part of its text
+        st.emitted_partial = st.pending.rstrip("\r")
         return self._bar(st, stream, m)
 
     def _segment(self, st: _StreamState, stream: str, raw: str) -> list[Event]:

@@ -3,11 +3,16 @@ the user's overrides against each other and resolves every value into a
 :class:`~lib_lora.train.training_plan.TrainingPlan` — or raises a :class:`TrainingError` that says what
 cannot train.
 
-The data always goes through ``--dataset_config`` with one ``[[datasets.subsets]]`` per image folder — a
-flat folder becomes one subset whose ``image_dir`` is the folder itself, a kohya parent one subset per
-``<repeats>_<class tokens>`` folder; ``--train_data_dir`` is never passed (nor accepted in extra options).
-With several GPUs each process trains its own batch, so the step count is divided by the number of
-processes to keep the same images seen.
+Every value the trainer reads is written out, because sd-scripts' own defaults bite (``--caption_extension``
+``.caption``, ``--learning_rate`` 2e-6, ``--network_alpha`` 1, ``--max_train_steps`` 1600,
+``--max_data_loader_n_workers`` 8, and ``--mixed_precision`` is only honoured when the script gets it, not
+just ``accelerate launch``): caption extension, learning rates, network alpha, step count, data-loader
+workers, mixed precision (to the script *and* to accelerate), seed ... The data always goes through ``--dataset_config`` with one
+``[[datasets.subsets]]`` per image folder — a flat folder becomes one subset whose ``image_dir`` is the
+folder itself, a kohya parent one subset per ``<repeats>_<class tokens>`` folder — so the
+``--train_data_dir`` trap (pointing it at the image folder logs "No data found" and exits 0 without a
+file) cannot happen; ``--train_data_dir`` is never passed. With several GPUs each process trains its own batch, so the step
+count is divided by the number of processes to keep the same images seen.
 
 The plan's value, command and files live in :mod:`~lib_lora.train.training_plan`,
 :mod:`~lib_lora.train.launch_args` and :mod:`~lib_lora.train.plan_files`, the name checks in
