@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "check a dataset, plan and run a kohya sd-scripts LoRA training"),
     "serve": ("serve", "run the standalone LoRA Studio app (browser panel, Train tab, resolve preview)"),
     "demo": ("demo", "write a small demo LoRA library (real headers, zero weights)"),
+    "fetch-info": ("fetch_info", "fetch trigger words, base model, preview and license from Civitai by file hash"),
+    "download": ("download", "download a LoRA from Civitai or Hugging Face into the LoRA folder"),
 }
 
 

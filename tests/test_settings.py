@@ -25,6 +25,12 @@ def test_defaults() -> None:
         "show_toast",
         "consistency_clip_model",
         "consistency_clip_pretrained",
+        "civitai_api_key",
+        "civitai_url",
+        "civitai_auto_fetch",
+        "civitai_preview_nsfw",
+        "civitai_preview_mode",
+        "download_subfolder",
     }
     assert d.consistency_clip_model == "ViT-B-32" and d.consistency_clip_pretrained == "openai"
 
