@@ -278,6 +278,12 @@
             send({op: "select", name: card.dataset.name || ""});
             return;
         }
+        const remote = t.closest(".lss-fetch, .lss-newver");  // Civitai: fetch info / get the new version
+        if (remote) {
+            card.classList.add("lss-busy");
+            send({op: remote.dataset.action, name: card.dataset.name || ""});
+            return;
+        }
         toggleCard(card);
     });
 

@@ -42,7 +42,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field, constr
 
-from lib_lora import browse
+from lib_lora import api_civitai, api_consistency, browse
 from lib_lora.errors import LoraStudioError
 
 # Strict text (pydantic 1 would turn 5 into "5"): constr exists with the same meaning in pydantic 1 and 2.
@@ -520,6 +520,8 @@ def make_router(host: Any, *, jobs: Any = None) -> APIRouter:
     from lib_lora.api_characters import add_routes as add_character_routes
 
     add_character_routes(router, host, problem=_problem, refuse_remote=ctx.refuse_remote)
+    api_consistency.add_routes(router, ctx)
+    api_civitai.add_routes(router, ctx)  # Civitai / Hugging Face: fetch info, downloads, new versions
     return router
 
 

@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "run the standalone LoRA Studio app (browser panel, Train tab, resolve preview)"),
     "demo": ("demo", "write a small demo LoRA library (real headers, zero weights)"),
     "characters": ("characters", "list the characters (LoRA versions, references, expressions, prompts.txt)"),
+    "fetch-info": ("fetch_info", "fetch trigger words, base model, preview and license from Civitai by file hash"),
+    "download": ("download", "download a LoRA from Civitai or Hugging Face into the LoRA folder"),
 }
 
 

@@ -42,3 +42,11 @@ class TrainerEnvironmentError(TrainingError):
 class AccessDeniedError(LoraStudioError):
     """A request is refused because LoRA Studio is reachable by others and extension access is not
     allowed (no filesystem paths or subprocesses chosen by a remote user)."""
+
+
+class ConsistencyError(LoraStudioError):
+    """A consistency sheet cannot be made as asked (unknown LoRA or version, bad weights, a path given)."""
+
+
+class NeedsWebUIError(LoraStudioError):
+    """The action renders images with the WebUI's own generation, which the standalone app does not have."""

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from lib_lora import paths
 from lib_lora.architecture import UNKNOWN, Detection, Evidence, Hints
-from lib_lora.errors import LibraryError, LoraStudioError
+from lib_lora.errors import LibraryError, LoraStudioError, NeedsWebUIError
 from lib_lora.settings import Settings
 
 if TYPE_CHECKING:  # the library lands separately; only its name is needed for typing
@@ -76,6 +76,20 @@ class VramToken:
     freed: bool
     detail: str = ""
     handle: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One txt2img render through the WebUI's own generation (the loaded checkpoint)."""
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int = 512
+    height: int = 512
+    steps: int = 20
+    seed: int = 1000
+    cfg_scale: float = 7.0
+    sampler_name: str | None = None  # None: the WebUI's default
 
 
 @runtime_checkable
@@ -135,6 +149,12 @@ class Host(Protocol):
 
     def queue_lock(self) -> contextlib.AbstractContextManager[Any]:
         """A context manager holding the WebUI's generation queue (nobody generates while held)."""
+        ...
+
+    def generate(self, request: GenerationRequest) -> Any:
+        """Render one image (a PIL image) with the loaded checkpoint through the WebUI's own generation,
+        holding the generation queue; raises :class:`~lib_lora.errors.NeedsWebUIError` where there is
+        no WebUI (the standalone app)."""
         ...
 
     def is_remote(self) -> bool:
@@ -563,6 +583,9 @@ class StandaloneHost(KeptLibrary):
 
     def queue_lock(self) -> contextlib.AbstractContextManager[Any]:
         return self._locked()
+
+    def generate(self, request: GenerationRequest) -> Any:
+        raise NeedsWebUIError("rendering needs the WebUI: the standalone app has no image generation")
 
     # -- access
     def is_remote(self) -> bool:

@@ -60,6 +60,16 @@ class Settings:
     character_trigger: bool = True
     character_anchors: bool = True
     character_drift: bool = True
+    #: the CLIP model that scores consistency sheets (open_clip 2.7.0 names); weights download on first use
+    consistency_clip_model: str = "ViT-B-32"
+    consistency_clip_pretrained: str = "openai"
+    # Civitai / Hugging Face (lib_lora.remote). Networking stays off until a button or civitai_auto_fetch.
+    civitai_api_key: str = ""  # also CIVITAI_API_KEY; sent only to the Civitai site, never shown back
+    civitai_url: str = ""  # empty: https://civitai.com (LORA_STUDIO_CIVITAI_URL overrides)
+    civitai_auto_fetch: bool = False
+    civitai_preview_nsfw: str = "pg13"
+    civitai_preview_mode: str = "blur"
+    download_subfolder: str = "none"
     #: Values that were ignored while reading (one line each); not a setting.
     problems: tuple[str, ...] = field(default=(), compare=False)
 
@@ -245,7 +255,33 @@ SCHEMA: tuple[OptionSpec, ...] = (
     OptionSpec(
         "character_drift", "<char:NAME> adds the drift phrases to the negative prompt", "bool"
     ),
+    OptionSpec("consistency_clip_model", "Consistency score: CLIP model (open_clip name)", "text",
+               info="e.g. ViT-B-32, ViT-L-14; its weights download on first use"),
+    OptionSpec("consistency_clip_pretrained", "Consistency score: CLIP weights tag", "text",
+               info="e.g. openai, laion2b_s34b_b79k"),
+    OptionSpec("civitai_api_key", "Civitai API key (for downloads that need a login; or CIVITAI_API_KEY)", "text",
+               info="sent only to the Civitai site as an Authorization header"),
+    OptionSpec("civitai_url", "Civitai site (empty: https://civitai.com)", "text"),
+    OptionSpec("civitai_auto_fetch", "Fetch Civitai info for new LoRAs automatically (and check for new versions daily)",
+               "bool", info="off: LoRA Studio goes online only when you press a button"),
+    OptionSpec(
+        "civitai_preview_nsfw",
+        "Highest rating for downloaded previews",
+        "choice",
+        (("pg", "PG"), ("pg13", "PG-13"), ("r", "R"), ("x", "X"), ("xxx", "XXX")),
+    ),
+    OptionSpec("civitai_preview_mode", "Previews above that rating", "choice",
+               (("blur", "Blur them"), ("skip", "Skip them"))),
+    OptionSpec(
+        "download_subfolder",
+        "Put downloaded LoRAs in a subfolder by",
+        "choice",
+        (("none", "None"), ("base-model", "Base model"), ("category", "Category")),
+    ),
 )
+
+#: Settings whose value is never shown back (API answers, infotexts, logs).
+SECRET_SETTINGS = frozenset({"civitai_api_key"})
 
 SCHEMA_BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in SCHEMA}
 

@@ -44,6 +44,10 @@ V311=$CACHE/venv-core-3.11/bin/python
 # when the machine has one, else those tests skip with a message.
 if ls ${PIP_FIND_LINKS:-/opt/wheels}/torch-2.13.0+cpu-cp311-*.whl >/dev/null 2>&1; then
     "$V311" -m pip install -q torch==2.13.0 accelerate==1.6.0
+    # the consistency score uses open_clip 2.7.0 (what A1111 and Forge install). --no-deps everywhere:
+    # its requirements would pull a CUDA torch. PyPI's torchvision cannot load its C ops beside the CPU
+    # torch; open_clip needs only its Python transforms, and lib_lora.consistency.clip_import handles that.
+    "$V311" -m pip install -q --no-deps open-clip-torch==2.7.0 torchvision==0.28.0 ftfy regex tqdm wcwidth
 else
     echo "no local CPU torch wheel: the accelerate launcher-parser test will be skipped" >&2
 fi

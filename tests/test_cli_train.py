@@ -58,6 +58,7 @@ def test_dry_run_prints_everything_and_starts_nothing(setup, tmp_path, capsys):
     assert "[general]" in out and "[[datasets.subsets]]" in out and 'class_tokens = "zed"' in out
     assert "--n " in out and "--w 512" in out  # sample prompts
     assert "PYTHONUNBUFFERED=1" in out
+    assert "Coverage: 16 distinct images" in out and "Angles:" in out  # the dataset coverage report
     assert tree(data) == before
     assert not out_dir.exists()
 

@@ -27,7 +27,16 @@ def test_defaults() -> None:
         "character_trigger",
         "character_anchors",
         "character_drift",
+        "consistency_clip_model",
+        "consistency_clip_pretrained",
+        "civitai_api_key",
+        "civitai_url",
+        "civitai_auto_fetch",
+        "civitai_preview_nsfw",
+        "civitai_preview_mode",
+        "download_subfolder",
     }
+    assert d.consistency_clip_model == "ViT-B-32" and d.consistency_clip_pretrained == "openai"
 
 
 def test_webui_labels_and_ids_are_both_accepted() -> None:

@@ -178,6 +178,7 @@ def test_controller_runs_a_job_to_an_installed_lora(world):
     ctl = TrainTabController(world.service)
     html_report, report = ctl.check(str(world.images), "zed", "sd15-base.safetensors")
     assert report is not None and "Ready to train" in html_report
+    assert "Coverage — " in html_report and "<b>Angles</b>" in html_report  # the coverage report
     job_id, notice = ctl.start(*form(world))
     assert job_id and "Started job" in notice
     world.service.wait(job_id, timeout=60)

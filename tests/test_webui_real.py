@@ -318,3 +318,26 @@ def test_char_reference_without_model_says_what_to_install(run: dict[str, Any]) 
     assert s["all_prompts"] == ["(reftok:1.3), same character, consistent appearance, x"]
     wanted = "download ip-adapter_sd15.safetensors" if run["flavor"] == "forge" else "sd-webui-controlnet"
     assert any(wanted in c for c in s["comments"]), s["comments"]
+def test_consistency_sheet_in_the_real_webui(run: dict[str, Any]) -> None:
+    """Rows, columns and labels of a sheet rendered through the real processing (not the art)."""
+    from lib_lora.consistency.scenes import trainer_scenes
+
+    s = run["consistency"]
+    assert "error" not in s, s.get("error")
+    assert s["state"] == "succeeded", s["message"]
+    assert s["rows"] == [sc.label for sc in trainer_scenes()]
+    assert s["columns"] == ["zk_alice\nw 0.5", "zk_alice\nw 1", "kotori\nw 0.5", "kotori\nw 1"]
+    assert len(s["cells"]) == 20 and all(c["image"] and c["score"] is None for c in s["cells"])
+    assert s["score_message"].startswith("score skipped")
+    assert len(s["loaded"]) == 20 and {tuple(x) for x in s["loaded"]} == {("zk_alice.safetensors",), ("kotori.safetensors",)}
+
+
+def test_tagger_signatures_and_messages(run: dict[str, Any]) -> None:
+    t = run["taggers"]
+    assert "error" not in t, t.get("error")
+    assert t["deepbooru_sig"]["tag"] == ["pil_image"] and t["deepbooru_sig"]["start"] == []
+    assert t["deepbooru_sig"]["tag_multi"][:2] == ["pil_image", "force_disable_ranks"]
+    assert t["interrogate_sig"] == ["pil_image"]
+    assert set(t["available"]) == {"deepbooru", "interrogate"}
+    assert "DeepDanbooru could not start" in t["deepbooru"] and "weights absent" in t["deepbooru"]
+    assert "interrogator failed" in t["interrogate"]

@@ -137,6 +137,62 @@ def main() -> None:
         t.join(10)
     OUT["queue_lock_held"] = seen == [False]
     OUT["remote"] = {"is_remote": h.is_remote(), "auth": h.api_auth_required()}
+    OUT["consistency"] = consistency_sheet(h)
+    OUT["taggers"] = taggers(h)
+
+
+def consistency_sheet(h: Any) -> dict[str, Any]:
+    """A consistency sheet through the real processing (model and sampler stubbed), score skipped."""
+    try:
+        from lib_lora.consistency import SheetManager, SheetRequest
+
+        PROCESSING.clear()
+        manager = SheetManager(h, embedder=lambda: None)
+        st = manager.wait(manager.submit(SheetRequest(lora="zk_alice", versions=("zk_alice", "chars/kotori"),
+                                                      weights=(0.5, 1.0), steps=2, width=64, height=64)), 600)
+        meta = json.loads((Path(st.sheet).parent / "sheet.json").read_text(encoding="utf-8")) if st.sheet else {}
+        return {"state": st.state, "message": st.message, "cells": [c.to_dict() for c in st.cells],
+                "rows": meta.get("rows"), "columns": meta.get("columns"), "score_message": st.score_message,
+                "sheet_size": list(__import__("PIL.Image").Image.open(st.sheet).size) if st.sheet else None,
+                "loaded": [[Path(f).name for _n, f in p._lora_studio_test_passes[0]["loaded"]] for p in PROCESSING]}
+    except Exception:
+        return {"error": traceback.format_exc()}
+
+
+def taggers(h: Any) -> dict[str, Any]:
+    """The real DeepDanbooru / interrogator signatures, and LoRA Studio's messages when their weights are
+    absent (``modelloader.load_models`` raises as it would offline)."""
+    try:
+        import inspect
+
+        from modules import deepbooru, modelloader, shared
+        from PIL import Image
+
+        out: dict[str, Any] = {
+            "deepbooru_sig": {n: list(inspect.signature(getattr(deepbooru.model, n)).parameters)
+                              for n in ("start", "stop", "tag", "tag_multi")},
+            "interrogate_sig": list(inspect.signature(shared.interrogator.interrogate).parameters),
+            "available": h.caption_taggers(),
+        }
+        real = modelloader.load_models
+
+        def absent(*args: Any, **kwargs: Any) -> Any:
+            raise FileNotFoundError(f"weights absent: {kwargs.get('download_name', '')}")
+
+        modelloader.load_models = absent
+        try:
+            for kind in ("deepbooru", "interrogate"):
+                try:
+                    with h.caption_tagger(kind) as tag:
+                        tag(Image.new("RGB", (64, 64), (200, 200, 200)))
+                    out[kind] = "no error"
+                except Exception as exc:
+                    out[kind] = f"{type(exc).__name__}: {exc}"
+        finally:
+            modelloader.load_models = real
+        return out
+    except Exception:
+        return {"error": traceback.format_exc()}
 
 
 def run_scenario(api: Any, models: Any, spec: dict[str, Any], forge: bool) -> dict[str, Any]:

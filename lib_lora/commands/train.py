@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lib_lora.errors import LoraStudioError, TrainingError
+from lib_lora.train.coverage import check_coverage
 from lib_lora.train.dataset import DatasetReport, check_dataset, write_missing_captions
 from lib_lora.train.plan import TrainingPlan, make_plan
 from lib_lora.train.presets import BASES, KINDS, PRESET_NAMES, query_free_vram_bytes
@@ -261,6 +262,8 @@ def run(args: argparse.Namespace) -> int:
     args.character_training = _character(args)
     report, plan, error = build(args)
     print(report.format())
+    if args.dry_run:
+        print(check_coverage(report).format())
     print()
     if plan is None:
         assert error is not None

@@ -442,6 +442,8 @@ class JobManager:
         with self._lock:
             if job_id not in self._records:
                 return
+            if self._records[job_id].status.done and not status.done:
+                return  # a late update from another thread (a cancel's "cancelling") never reopens an ended job
             if status.state == FAILED:
                 status = self._cancelled_elsewhere(job_id, status)
             record = self._update(job_id, status, force=status.done)

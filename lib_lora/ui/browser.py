@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib_lora import browse, safetext
+from lib_lora.ui import remote_panel
 
 PANEL_ID = "lora_studio_browser"
 ALL_BASES = "All base models"
@@ -148,6 +149,7 @@ def render_card(card: browse.Card, preview_url: Callable[[browse.Card], str | No
         f"{preview}"
         f'<div class="lss-body"><div class="lss-name" title="{esc(card.relpath)}">{fx(card.name)}</div>'
         f'<div class="lss-badges">{"".join(badges)}</div>{trig}{lic}{facts_html}</div>'
+        f'{remote_panel.card_html(card)}'
         f'<button class="lss-info" type="button" data-action="select" title="Details and edit">i</button>'
         "</div>"
     )
@@ -453,6 +455,7 @@ class BrowserController:
     def render(self, text: str, base_label: str, category: str, compatible_only: bool, sort_label: str,
                page: int | float | None, checkpoint_title: str | None) -> str:
         try:
+            remote_panel.on_render(self.host)  # new-version badges; automatic fetching only when enabled
             label, det = self.checkpoint_for(checkpoint_title)
             result = self.cache.get().search(self.query(text, base_label, category, compatible_only, sort_label, page),
                                              det, label)
@@ -575,6 +578,7 @@ def build_browser(host: Any, *, demo: bool = False, prompt: Any = None, negative
         cards = cg.make(gr.HTML, value=lambda: ctl.render("", ALL_BASES, CATEGORY_ALL, False, "Name", 1,
                                                           ctl.selected_title()),
                         elem_id="lora_studio_cards")
+        remote_panel.build_remote_row(host, ctl, filters, cards)
 
         with gr.Row(elem_classes=["lss-lower"]):
             with gr.Column(scale=3):
@@ -679,6 +683,12 @@ def build_browser(host: Any, *, demo: bool = False, prompt: Any = None, negative
             except (TypeError, ValueError):
                 n = 1
             return (ckpt, n, ctl.render(text, base_label, cat, compat_only, sort_label, n, ckpt), cg.update(), *keep)
+        if op in remote_panel.CARD_OPS:  # fetch info / download the new version (Civitai)
+            name = str(command.get("name") or "")
+            message = remote_panel.handle_command(host, ctl, command)
+            detail_html, entry = ctl.detail(name, ckpt, message=message)
+            html_out = ctl.render(text, base_label, cat, compat_only, sort_label, pg, ckpt)
+            return (ckpt, pg, html_out, detail_html, *editor_values(entry))
         if op == "select":
             name = str(command.get("name") or "")
             detail_html, entry = ctl.detail(name, ckpt)

@@ -25,6 +25,7 @@ from typing import Any
 
 from lib_lora import safetext
 from lib_lora.errors import LoraStudioError, TrainingError
+from lib_lora.train.coverage import check_coverage, coverage_html
 from lib_lora.train.dataset import DatasetReport, count_guidance
 from lib_lora.train.presets import KINDS, PRESET_NAMES
 from lib_lora.train.progressbar import format_duration, format_rate
@@ -484,7 +485,7 @@ class TrainTabController:
             )
         except LoraStudioError as exc:
             return _notice(str(exc), "error"), None
-        return render_report_html(report), report
+        return render_report_html(report) + coverage_html(check_coverage(report, progress=report_progress), esc), report
 
     def write_captions(self, report: DatasetReport | None, template: Any, base: Any = None
                        ) -> tuple[str, DatasetReport | None]:
@@ -497,7 +498,8 @@ class TrainTabController:
                                        resolution=report.resolution, arch=report.base_arch)
         except LoraStudioError as exc:
             return _notice(str(exc), "error"), report
-        return _notice(f"Wrote {len(written)} caption file(s).", "ok") + render_report_html(again), again
+        return (_notice(f"Wrote {len(written)} caption file(s).", "ok") + render_report_html(again)
+                + coverage_html(check_coverage(again), esc)), again
 
     # -- jobs
     def start(self, *form: Any) -> tuple[str | None, str]:
@@ -734,9 +736,11 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
     import gradio as gr
 
     from lib_lora.ui import compat_gradio as cg
+    from lib_lora.ui import consistency_panel
 
     svc = service if service is not None else service_for(host)
     ctl = TrainTabController(svc)
+    tools = consistency_panel.ConsistencyTools(host, svc)
     remote = svc.remote()
     titles = ctl.checkpoint_titles()
     c: dict[str, Any] = {}
@@ -821,6 +825,7 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
                                                   elem_id=TAB_ID + "_write_captions")
                 c["report"] = cg.make(gr.HTML, value="", elem_id=TAB_ID + "_report")
                 c["report_state"] = gr.State(None)
+                consistency_panel.build_caption_tools(gr, cg, tools, c, remote)
             with gr.Column(scale=1):
                 with gr.Row():
                     c["start"] = cg.make(gr.Button, value="Start training", variant="primary", interactive=not remote,
@@ -839,6 +844,7 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
                 c["job"] = cg.make(gr.Dropdown, label="Show job", choices=ids, value=None, allow_custom_value=True,
                                    elem_id=TAB_ID + "_job")
                 c["history"] = cg.make(gr.HTML, value="", elem_id=TAB_ID + "_history")
+                consistency_panel.build_sheet_tools(gr, cg, tools, c, remote)
                 c["seen"] = gr.State({"samples": None, "ids": tuple(ids)})
 
     form = [c["folder"], c["trigger"], c["base"], c["preset"], c["kind"], c["steps"], c["batch"], c["lr"], c["dim"],

@@ -24,6 +24,7 @@ from lib_lora.architecture import Detection
 from lib_lora.host import (
     CheckpointDetector,
     CheckpointRef,
+    GenerationRequest,
     KeptLibrary,
     LibraryKeeper,
     ScanStatus,
@@ -239,6 +240,34 @@ class WebUIHost(KeptLibrary):
         except Exception:
             lock = _FALLBACK_QUEUE_LOCK
         return _hold(lock)
+
+    # -- generation and taggers (lib_lora.webui.generation)
+    def generate(self, request: GenerationRequest) -> Any:
+        from lib_lora.webui import generation
+
+        with self.queue_lock():
+            return generation.txt2img(request)
+
+    def refresh_lora_list(self) -> None:
+        from lib_lora.webui import generation
+
+        generation.refresh_lora_list()
+
+    def caption_taggers(self) -> dict[str, str]:
+        from lib_lora.webui import generation
+
+        return generation.available_taggers()
+
+    def caption_tagger(self, kind: str) -> contextlib.AbstractContextManager[Any]:
+        """The tagger as a context manager giving image -> text; holds the generation queue."""
+        from lib_lora.webui import generation
+
+        @contextlib.contextmanager
+        def held() -> Iterator[Any]:
+            with self.queue_lock(), generation.tagger(kind) as tag:
+                yield tag
+
+        return held()
 
     # -- remote access
     def is_remote(self) -> bool:

@@ -132,6 +132,8 @@ def option_infos() -> dict[str, Any]:
             component, args = gr.Slider, {"minimum": spec.minimum, "maximum": spec.maximum, "step": 0.05}
         elif spec.kind == "paths" and gr is not None:
             component, args = gr.Textbox, {"lines": 3}
+        elif spec.name in settings_mod.SECRET_SETTINGS and gr is not None:
+            component, args = gr.Textbox, {"type": "password"}  # the Civitai key is never shown back
         onchange = _on_roots_changed if spec.name == "extra_roots" else None
         info = shared.OptionInfo(
             spec.webui_default(), spec.label, component, args, onchange=onchange, section=section

@@ -1,9 +1,13 @@
 """Stand-in of modules/processing.py with the real hook order (see ../README.md); sampling is a record of
 what reached the text encoder and which LoRA files the built-in Lora applied."""
 
+import hashlib
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
+
+from PIL import Image, ImageDraw
 
 from modules import extra_networks, infotext_utils, sd_models, shared
 from modules.shared import opts, state
@@ -22,10 +26,12 @@ class StableDiffusionProcessing:
     width: int = 512
     height: int = 512
     sampler_name: str = "Euler a"
+    cfg_scale: float = 7.0
     override_settings: dict = None
     extra_generation_params: dict = None
     disable_extra_networks: bool = False
     do_not_save_samples: bool = True
+    do_not_save_grid: bool = True
     scripts_value: Any = None
     script_args_value: list = None
 
@@ -52,6 +58,9 @@ class StableDiffusionProcessing:
 
     def comment(self, text):
         self.comments[text] = 1
+
+    def close(self):
+        self.closed = True
 
     def setup_prompts(self):
         if isinstance(self.prompt, list):
@@ -176,6 +185,29 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
         return [dict(prompt=pr, negative=neg, loras=self._applied()) for pr, neg in zip(self.prompts, self.negative_prompts, strict=True)]
 
 
+class SampleImage(Image.Image):
+    """The stand-in's output image: a small PIL image (its colours follow the prompt, the seed and the
+    LoRA files the built-in Lora applied) that also answers ``image["prompt"]``, ``image["loras"]`` …
+    with the record of what reached the text encoder."""
+
+    record: dict
+
+    def __getitem__(self, key):
+        return self.record[key]
+
+
+def _sample_image(p, rec, seed):
+    loras = "|".join(f"{os.path.basename(f)}:{te}" for _n, f, te, _u in rec.get("loras", []))
+    digest = hashlib.sha256(f"{loras}".encode()).digest()
+    background = hashlib.sha256(f"{seed}|{rec.get('prompt', '')}".encode()).digest()
+    w, h = max(8, min(int(p.width), 256)), max(8, min(int(p.height), 256))
+    im = Image.new("RGB", (w, h), tuple(background[:3]))
+    ImageDraw.Draw(im).ellipse((w // 4, h // 4, 3 * w // 4, 3 * h // 4), fill=tuple(digest[:3]))
+    im.__class__ = SampleImage
+    im.record = rec
+    return im
+
+
 class Processed:
     def __init__(self, p, images_list, infotexts=None, comments=""):
         self.images = images_list
@@ -266,7 +298,7 @@ def process_images_inner(p):
         for i, rec in enumerate(records):
             p.samples.append(rec)
             infotexts.append(create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, None, n, i))
-            output_images.append(rec)
+            output_images.append(_sample_image(p, rec, p.seeds[i]))
     if not p.disable_extra_networks and p.extra_network_data:
         extra_networks.deactivate(p, p.extra_network_data)
     comments = "".join(f"{comment}\n" for comment in p.comments)

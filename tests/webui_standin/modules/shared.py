@@ -77,6 +77,14 @@ class State:
     stopping_generation = False
     job_count = -1
     job = ""
+    jobs_begun = []  # stand-in only: every begin(job=...)
+
+    def begin(self, job="(unknown)"):
+        self.job = job
+        self.jobs_begun.append(job)
+
+    def end(self):
+        self.job = ""
 
 
 state = State()
@@ -106,3 +114,8 @@ class _Shared(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _Shared
+
+# As modules/initialize.py does at start-up.
+from modules import interrogate as _interrogate  # noqa: E402
+
+interrogator = _interrogate.InterrogateModels("interrogate")
