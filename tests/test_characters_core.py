@@ -238,3 +238,21 @@ def test_next_version_never_reuses(tmp_path: Path) -> None:
     (folder / "lora" / "hero_v5.json").write_text("{}")  # a sidecar left from a deleted v5
     make_lora(folder / "lora", "other_v9")
     assert next_version(folder) == 6
+
+
+def test_consistency_sheets_read_the_character_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lib_lora.consistency finds the root and the saved scenes through this package."""
+    from types import SimpleNamespace
+
+    from lib_lora.consistency.scenes import character_scenes
+    from lib_lora.consistency.versions import character_root as sheet_root
+
+    monkeypatch.delenv(ENV_ROOT, raising=False)
+    char = create_character(tmp_path / "Lora" / "characters", "hero", trigger="herotok")
+    update_prompts(char, {"scene": ["walking in the rain", "{trigger} in a cafe"]})
+    scenes = character_scenes(char.folder)
+    assert scenes is not None and [s.prompt for s in scenes] == ["{trigger}, walking in the rain", "{trigger} in a cafe"]
+    host = SimpleNamespace(settings=lambda: SimpleNamespace(characters_root=""), lora_roots=lambda: [tmp_path / "Lora"])
+    assert sheet_root(host) == str(tmp_path / "Lora" / "characters")
+    host = SimpleNamespace(settings=lambda: SimpleNamespace(characters_root="/x/c"), lora_roots=lambda: [tmp_path])
+    assert sheet_root(host) == "/x/c"

@@ -41,17 +41,17 @@ def expression_scenes() -> tuple[Scene, ...]:
 
 def character_scenes(character_dir: str) -> tuple[Scene, ...] | None:
     """The scenes of a character folder's ``prompts.txt`` through the Characters library, when that
-    library is installed (``lib_lora.characters`` with ``read_prompts(folder) -> scenes``); None otherwise
-    or when it gives no scenes (the trainer's scenes are used then)."""
+    library is installed (``lib_lora.characters.load_character(folder).prompts.scenes``: its ``scene:``
+    lines); None otherwise or when it gives no scenes (the trainer's scenes are used then)."""
     try:
         characters = importlib.import_module("lib_lora.characters")
     except ImportError:
         return None
-    reader = getattr(characters, "read_prompts", None)
-    if reader is None or not os.path.isdir(character_dir):
+    loader = getattr(characters, "load_character", None)
+    if loader is None or not os.path.isdir(character_dir):
         return None
     try:
-        prompts = reader(character_dir)
+        prompts = loader(character_dir).prompts
     except Exception:
         return None
     texts = [str(getattr(p, "prompt", p)) for p in (getattr(prompts, "scenes", prompts) or ())]

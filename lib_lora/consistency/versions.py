@@ -4,7 +4,7 @@ LoRA names as in a tag, ``vN`` of a character, or ``job:<id>/<file>`` epoch file
 the first LoRA folder so the WebUI's LoRA loader finds them, and removed afterwards.
 
 Characters follow the documented layout ``<character root>/<name>/{lora,reference,expressions}/`` and
-``prompts.txt``; the root comes from the Characters library (``lib_lora.characters.character_root(host)``)
+``prompts.txt``; the root comes from the Characters library (``lib_lora.characters.character_root``)
 when it is installed, else ``characters/`` inside the first LoRA folder.
 """
 
@@ -82,8 +82,10 @@ def character_root(host: Any) -> str:
     try:
         characters = importlib.import_module("lib_lora.characters")
         root = getattr(characters, "character_root", None)
-        if callable(root):
-            return os.fspath(root(host))
+        if callable(root):  # character_root(setting, lora_roots): the setting, $LORA_STUDIO_CHARACTERS, default
+            found = root(getattr(host.settings(), "characters_root", ""), host.lora_roots())
+            if found is not None:
+                return os.fspath(found)
     except ImportError:
         pass
     roots = [os.fspath(r) for r in host.lora_roots()]
