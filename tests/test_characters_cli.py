@@ -28,15 +28,16 @@ def test_characters_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture
 
     assert main(["characters", "--lora-dir", str(loras)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["NAME", "TRIGGER", "VERSIONS", "REFS", "EXPR"]
-    assert out[1].split() == ["hero", "herotok", "v2,", "v1", "1", "0"]
-    assert out[2].split() == ["plain", "-", "-", "0", "1"]
+    assert out[0].split() == ["NAME", "TRIGGER", "BASE", "VERSIONS", "REFS", "EXPR"]
+    assert out[1].split() == ["hero", "herotok", "sd15", "v2,", "v1", "1", "0"]
+    assert out[2].split() == ["plain", "-", "-", "-", "0", "1"]
 
     assert main(["characters", "--root", str(root), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     hero = data["characters"][0]
     assert data["root"] == str(root) and hero["name"] == "hero" and hero["trigger"] == ["herotok"]
     assert hero["version_labels"] == ["v2", "v1"] and hero["reference_count"] == 1 and hero["expression_count"] == 0
+    assert hero["base_model"] == "sd15"
     assert main(["characters", str(root), "--json"]) == 0  # DIR works like --root
     assert json.loads(capsys.readouterr().out)["root"] == str(root)
 

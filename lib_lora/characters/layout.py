@@ -62,6 +62,24 @@ class LoraVersion:
                 "recorded": self.recorded}
 
 
+def version_base(version: LoraVersion) -> str | None:
+    """The base model of a version's file, read from its header: the family id (``pony``, ``illustrious`` …)
+    else the architecture id (``sd1``, ``sdxl`` …); ``None``: recorded elsewhere, unreadable, or not a
+    ``.safetensors`` file (never opened)."""
+    if not version.path or not version.path.lower().endswith(".safetensors"):
+        return None
+    from lib_lora.architecture import detect_lora
+    from lib_lora.safetensors_header import read_header
+
+    try:
+        detection = detect_lora(read_header(version.path))
+    except Exception:
+        return None
+    if detection.architecture == "unknown":
+        return None
+    return detection.family or detection.architecture
+
+
 def order_versions(versions: Sequence[LoraVersion]) -> tuple[LoraVersion, ...]:
     """Newest first: numbered by number (highest first), then the rest by modification time."""
     numbered = sorted((v for v in versions if v.number is not None), key=lambda v: (-(v.number or 0), -v.mtime_ns))

@@ -1,6 +1,7 @@
 """``python -m lib_lora characters [DIR] [--root DIR] [--lora-dir DIR] [--json]``: list the characters.
 
-One row per character folder below the root: its name, trigger word(s), LoRA versions (newest first)
+One row per character folder below the root: its name, trigger word(s), base model (of its newest LoRA),
+LoRA versions (newest first)
 and how many reference images and expressions it has. The root is ``DIR`` / ``--root``, else
 ``$LORA_STUDIO_CHARACTERS``, else ``characters/`` inside ``--lora-dir``. Exit status 1 when no root is
 known or it does not exist.
@@ -26,11 +27,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def character_rows(lib: Any) -> list[dict[str, Any]]:
-    """The JSON rows (also used by the API's listing)."""
+    """The JSON rows (also used by the API's listing); ``base_model`` is the newest version's."""
+    from lib_lora.characters.layout import version_base
+
     rows = []
     for c in lib.characters:
         row = c.to_dict()
         row["version_labels"] = [v.label for v in c.versions]
+        row["base_model"] = version_base(c.versions[0]) if c.versions else None
         row["reference_count"] = len(c.references)
         row["expression_count"] = len(c.expressions)
         rows.append(row)
@@ -57,11 +61,12 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no characters in {root}")
         return 0
-    table = [("NAME", "TRIGGER", "VERSIONS", "REFS", "EXPR")]
+    table = [("NAME", "TRIGGER", "BASE", "VERSIONS", "REFS", "EXPR")]
     for r in rows:
         table.append((
             r["name"],
             ", ".join(r["trigger"]) or "-",
+            r["base_model"] or "-",
             ", ".join(r["version_labels"]) or "-",
             str(r["reference_count"]),
             str(r["expression_count"]),
