@@ -93,6 +93,32 @@ def test_user_base_and_category_override_win_and_survive_a_rescan(lib: Library) 
     assert browse.base_badge(water).kind == "base-user"
 
 
+def test_fetched_family_is_labelled_by_its_source_and_the_users_base_wins(lib: Library, tmp_path: Path) -> None:
+    water = tmp_path / "Lora" / "styles" / "watercolor.safetensors"
+    (tmp_path / "Lora" / "styles" / "watercolor.civitai.info").write_text(
+        json.dumps({"id": 7, "modelId": 8, "baseModel": "Illustrious", "files": []}, indent=4), encoding="utf-8")
+    _sidecar(tmp_path / "Lora" / "mystery.safetensors", **{"lora studio family": "noobai"})
+    lib.scan()
+    cat = _catalog(lib)
+    w, m = cat.get("watercolor"), cat.get("mystery")
+    assert w is not None and m is not None
+    assert (w.family, w.base_source) == ("illustrious", "civitai")
+    assert (m.family, m.base_source) == ("noobai", "model card")
+    pony_ckpt = Detection(kind="checkpoint", architecture="sdxl", family="pony")
+    assert cat.compat(w, pony_ckpt).level == "cross-family"
+    detail = browse.detail_for(w, cat.compat(w, pony_ckpt))
+    assert detail["base"]["source"] == "civitai" and not detail["base"]["user_override"]
+    html = render_detail_html(detail)
+    assert "(civitai)" in html and "your override" not in html
+    assert "(model card)" in render_detail_html(browse.detail_for(m, cat.compat(m, pony_ckpt)))
+    # the user's own base wins over both and is the only thing called an override
+    _sidecar(water, **{"lora studio base": "pony"})
+    lib.scan()
+    w2 = _catalog(lib).get("watercolor")
+    assert w2 is not None and (w2.family, w2.base_source) == ("pony", "user")
+    assert "your override" in render_detail_html(browse.detail_for(w2, _catalog(lib).compat(w2, pony_ckpt)))
+
+
 def test_base_override_forms() -> None:
     det = Detection(kind="lora", architecture="unknown")
     assert browse.apply_base_override(det, "sdxl").architecture == "sdxl"

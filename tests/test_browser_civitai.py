@@ -2,7 +2,7 @@
 
 The standalone app runs as a real server with ``LORA_STUDIO_CIVITAI_URL`` pointing at the fake Civitai
 (a thread of this test process); pressing the card's fetch button must make the preview, the trigger
-words and the family appear on the card.
+words and the family appear on the card, the family labelled as Civitai's (not as the user's override).
 """
 
 from __future__ import annotations
@@ -55,12 +55,18 @@ def test_fetch_info_on_a_card(tmp_path: Path, test_output: Path) -> None:
                 assert "zk_kira" in words and "pink hair" in words
                 base = pg.locator(f"{card} .lss-base").inner_text()
                 assert "Illustrious" in base, base
+                # the family is Civitai's: the badge is not styled as (or titled) the user's own override
+                assert pg.locator(f"{card} .lss-base.lss-base-user").count() == 0
+                assert "set by you" not in (pg.get_attribute(f"{card} .lss-base", "title") or "")
                 assert pg.locator(f"{card} .lss-fetch").count() == 0  # it has Civitai info now
                 # the preview image is served
                 src = pg.eval_on_selector(f"{card} .lss-preview", "el => getComputedStyle(el).backgroundImage")
                 assert "previews" in src or "file=" in src, src
                 pg.wait_for_selector('#lora_studio_detail .lss-detail[data-name="kira"]')
                 assert "fetched" in pg.inner_text("#lora_studio_detail .lss-msg")
+                detail = pg.inner_text("#lora_studio_detail .lss-detail")
+                assert "Illustrious" in detail and "(civitai)" in detail, detail
+                assert "your override" not in detail, detail
                 pg.screenshot(path=str(test_output / f"browser-{ENV_NAME}-civitai-fetch.png"), full_page=True)
                 assert not errors, errors
             finally:

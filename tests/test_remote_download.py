@@ -107,7 +107,9 @@ def test_download_from_a_model_page(civitai: FakeCivitai, loras: Path) -> None:
     assert r.sha256 == hashlib.sha256(data).hexdigest()
     assert (loras / "alice_v1.civitai.info").is_file() and (loras / "alice_v1.api_info.json").is_file()
     assert (loras / "alice_v1.preview.png").read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((loras / "alice_v1.json").read_text())["lora studio base"] == "pony"
+    meta = json.loads((loras / "alice_v1.json").read_text())
+    assert meta["sd version"] == "SDXL" and "lora studio base" not in meta  # Pony stays Civitai's, in .civitai.info
+    assert json.loads((loras / "alice_v1.civitai.info").read_text())["baseModel"] == "Pony"
     assert not hidden_parts(loras)
     # the key went to the API host only, never to the signed URL on the other host
     api = civitai.requests("/api/")
@@ -315,6 +317,8 @@ def test_hf_download_with_model_card(hf: FakeHF, loras: Path, tmp_path: Path) ->
     assert Path(r.path) == loras / "bob.safetensors" and Path(r.path).read_bytes() == data
     meta = json.loads((loras / "bob.json").read_text())
     assert meta["activation text"] == "zk_bob, blue hat" and meta["sd version"] == "SDXL"
+    # the card's family goes in LoRA Studio's fetched-family key, never in the user's own base override
+    assert meta["lora studio family"] == "sdxl-base" and "lora studio base" not in meta
     assert not (loras / ".cache").exists() and sorted(os.listdir(loras)) == ["bob.json", "bob.safetensors"]
     assert not list((tmp_path / "staging").iterdir())
     assert any(r.method == "HEAD" for r in hf.log)

@@ -74,7 +74,8 @@ def test_civitai_info_is_byte_for_byte_what_civitai_helper_writes(tmp_path: Path
     user = json.loads((tmp_path / "loras" / "kotori.json").read_text(encoding="utf-8"))
     assert user["activation text"] == "kanbe kotori, twin braids, hair flower, official art"
     assert user["sd version"] == "SDXL"  # A1111's vocabulary: NoobAI is SDXL there
-    assert user["lora studio base"] == "noobai"  # the family in LoRA Studio's own key
+    # the family stays Civitai's (in .civitai.info): not written as if the user had chosen it
+    assert "lora studio base" not in user and "lora studio family" not in user
     assert user["description"] == "Trained on 48 images. Use weight 0.7\u20130.9."  # HTML -> plain text
 
 
@@ -89,6 +90,8 @@ def test_the_library_reads_the_family_and_trigger_words_back(tmp_path: Path, civ
         lib.scan()
         e = lib.entries()[0]
         assert e.family == "pony"
+        assert any(ev.source == "civitai" and ev.claim == "family=pony" for ev in e.detection.evidence)
+        assert e.sidecars.user is not None and e.sidecars.user.base is None  # not posing as the user's choice
         assert e.preview is not None and e.preview.endswith(".preview.png")
         assert "zk_pony" in [w for t in e.trigger_words for w in t.words]
 
@@ -115,8 +118,44 @@ def test_user_edits_are_never_changed(tmp_path: Path, civitai: FakeCivitai) -> N
     assert got["notes"] == "n"
     assert got["activation text"] == "zk_alice"  # empty -> filled
     assert got["sd version"] == "SDXL"  # "Unknown" counts as empty
-    assert got["lora studio base"] == "illustrious"
+    assert "lora studio base" not in got  # the family is Civitai's, read from b.civitai.info
     assert list(got)[:3] == ["activation text", "notes", "sd version"]  # the file's own order kept
+
+
+def test_civitai_family_is_shown_as_civitai_and_the_users_base_wins(tmp_path: Path, civitai: FakeCivitai) -> None:
+    from lib_lora import browse
+    from lib_lora.architecture import Detection
+    from lib_lora.library import Library
+    from lib_lora.ui.browser import render_detail_html
+
+    ill = lora(tmp_path, "ill")
+    mine = lora(tmp_path, "mine", rank=8)
+    register(civitai, ill, 41, 5, base_model="Illustrious")
+    register(civitai, mine, 42, 6, base_model="Illustrious")
+    (tmp_path / "loras" / "mine.json").write_text(json.dumps({"lora studio base": "pony"}, indent=4), encoding="utf-8")
+    assert fetch_info([str(ill), str(mine)], client(civitai)).ok
+    assert json.loads((tmp_path / "loras" / "mine.json").read_text())["lora studio base"] == "pony"
+    pony_ckpt = Detection(kind="checkpoint", architecture="sdxl", family="pony")
+    with Library([tmp_path / "loras"], tmp_path / "index.sqlite3") as lib:
+        lib.scan()
+        cat = browse.Catalog([browse.entry_from_info(i) for i in lib.entries()])
+        a, b = cat.get("ill"), cat.get("mine")
+        assert a is not None and b is not None
+        assert (a.family, a.base_source) == ("illustrious", "civitai")
+        assert (b.family, b.base_source) == ("pony", "user")  # the user's own base still wins
+        badge = browse.base_badge(a)
+        assert badge.kind == "base" and "Illustrious" in badge.text and "Civitai" in badge.title
+        view = cat.compat(a, pony_ckpt)
+        assert view.level == "cross-family", view  # Illustrious LoRA on a Pony checkpoint: other finetune
+        html = render_detail_html(browse.detail_for(a, view))
+        assert "(civitai)" in html and "your override" not in html
+        assert "your override" in render_detail_html(browse.detail_for(b, cat.compat(b, pony_ckpt)))
+        # a later Civitai correction replaces the family: nothing of it was frozen into ill.json
+        civitai.versions[41]["baseModel"] = "NoobAI"
+        assert fetch_info([str(ill)], client(civitai), FetchOptions(refetch=True)).ok
+        lib.scan()
+        fixed = browse.entry_from_info(next(i for i in lib.entries() if i.name == "ill"))
+        assert (fixed.family, fixed.base_source) == ("noobai", "civitai")
 
 
 def test_a_malformed_user_sidecar_is_left_alone(tmp_path: Path, civitai: FakeCivitai) -> None:

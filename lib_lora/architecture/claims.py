@@ -186,6 +186,10 @@ def _claims(md: dict[str, str], hints: Hints) -> list[tuple[str, str, tuple[str,
         archs, fam = civitai_base(hints.civitai_base_model)
         if archs:
             out.append(("civitai", f"Civitai baseModel {hints.civitai_base_model!r}", archs, fam))
+    if hints.card_family:
+        low = hints.card_family.strip().lower()
+        if low in FAMILIES:
+            out.append(("model card", f"the model card's base model ({low})", (FAMILIES[low].architecture,), low))
     if hints.sidecar_sd_version:
         archs2 = _SIDECAR_SD_VERSION.get(hints.sidecar_sd_version.strip().lower())
         if archs2:
@@ -240,35 +244,36 @@ def _family(arch: str, r: _Result, md: dict[str, str], hints: Hints, ev: list[Ev
     def fits(fam: str | None) -> bool:
         return fam is not None and fam in FAMILIES and FAMILIES[fam].architecture == arch
 
-    # 1. LoRA Studio sidecar override, 2. Civitai baseModel
-    for src, value in (("sidecar", hints.sidecar_base), ("civitai", hints.civitai_base_model)):
+    # 1. LoRA Studio sidecar override (the user's), 2. Civitai baseModel, 3. a downloaded model card's
+    for src, value in (("sidecar", hints.sidecar_base), ("civitai", hints.civitai_base_model),
+                       ("model card", hints.card_family)):
         if not value:
             continue
         low = value.strip().lower()
         fam = low if low in FAMILIES else civitai_base(value)[1]
         if fits(fam):
-            ev.append(Evidence(src, f"family={fam}", f"{'sidecar base' if src == 'sidecar' else 'Civitai baseModel'} "
-                                                     f"{value!r}"))
+            what = {"sidecar": "your base override", "civitai": "Civitai baseModel"}.get(src, "model card base_model")
+            ev.append(Evidence(src, f"family={fam}", f"{what} {value!r}"))
             return fam
         # a family of another architecture was already reported as an architecture conflict by _decide
-    # 3. the training checkpoint's (or this checkpoint's own) sha256
+    # 4. the training checkpoint's (or this checkpoint's own) sha256
     for text, sha in (("ss_new_sd_model_hash", md.get("ss_new_sd_model_hash")), ("file sha256", hints.sha256)):
         known = KNOWN_BASE_HASHES.get((sha or "").strip().lower())
         if known and known[0] == arch:
             ev.append(Evidence("hash", f"family={known[1]}", f"{text} is {known[2]}"))
             return known[1]
-    # 4. ss_sd_model_name patterns
+    # 5. ss_sd_model_name patterns
     name = md.get("ss_sd_model_name")
     if name:
         fam = name_family(name, arch, loose=True)
         if fam:
             ev.append(Evidence("metadata", f"family={fam}", f"trained on {name!r} (ss_sd_model_name)"))
             return fam
-    # 5. Pony score tags
+    # 6. Pony score tags
     if arch == "sdxl" and _has_score_tags(md):
         ev.append(Evidence("tags", "family=pony", "score_9 / score_8_up tags in ss_tag_frequency (Pony captions)"))
         return "pony"
-    # 6. file and folder names
+    # 7. file and folder names
     for label, value in (("file name", hints.filename), *(("folder", f) for f in hints.folders)):
         if value:
             fam = name_family(value, arch)

@@ -108,7 +108,7 @@ KNOWN_BASE_HASHES: dict[str, tuple[str, str, str]] = {
 class Evidence:
     """One observation behind a conclusion, shown to the user as "why"."""
 
-    source: str  # "structure" | "metadata" | "sidecar" | "civitai" | "hash" | "name" | "tags"
+    source: str  # "structure" | "metadata" | "sidecar" | "civitai" | "model card" | "hash" | "name" | "tags"
     claim: str  # what it supports, e.g. "architecture=sdxl", "family=pony", "adapter=loha"
     detail: str  # human text, e.g. "attn2 to_k input width 2048 (lora_unet_input_blocks_4_1_...)"
 
@@ -120,6 +120,7 @@ class Hints:
     sidecar_sd_version: str | None = None  # A1111 "sd version": SD1|SD2|SDXL|Flux|Unknown
     sidecar_base: str | None = None  # LoRA Studio's own override (architecture or family id) from the sidecar
     civitai_base_model: str | None = None  # Civitai "baseModel", e.g. "Pony", "Illustrious", "SDXL 1.0"
+    card_family: str | None = None  # family id a downloaded model card named (sidecar "lora studio family")
     filename: str | None = None  # file name (stem + suffix)
     folders: tuple[str, ...] = ()  # folder names between the library root and the file
     sha256: str | None = None  # the file's own sha256 when known (checkpoints: matched against KNOWN_BASE_HASHES)

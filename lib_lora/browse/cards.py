@@ -42,7 +42,11 @@ def base_badge(entry: Entry) -> Badge:
     text = f"{arch} · {fam}" if fam and fam != arch else arch
     why = []
     if entry.base_source == "user":
-        why.append("set by you in the sidecar (never overwritten by a scan)")
+        why.append("set by you in the sidecar (never overwritten by a scan or a fetch)")
+    elif entry.base_source == "civitai":
+        why.append("family from Civitai's baseModel (fetched info; your own base setting would win)")
+    elif entry.base_source == "model card":
+        why.append("family from the downloaded model card (your own base setting would win)")
     for ev in entry.detection.evidence[:4]:
         why.append(f"{ev.source}: {ev.detail}")
     for c in entry.conflicts:
@@ -73,6 +77,7 @@ class Card:
     insert_words: tuple[str, ...]
     negative_text: str
     base: Badge
+    base_source: str  # Entry.base_source: "user" | "civitai" | "model card" | "detected"
     compat: Badge
     compat_level: str
     adapter: str
@@ -96,7 +101,8 @@ class Card:
             "tag": self.tag,
             "insert_words": list(self.insert_words),
             "negative_text": self.negative_text,
-            "base": {"text": self.base.text, "detail": self.base.title, "user_override": self.base.kind == "base-user"},
+            "base": {"text": self.base.text, "detail": self.base.title, "user_override": self.base.kind == "base-user",
+                     "source": self.base_source},
             "compatibility": {"level": self.compat_level, "message": self.compat.title},
             "adapter": self.adapter,
             "rank_alpha": self.rank_alpha,
@@ -131,6 +137,7 @@ def card_for(entry: Entry, view: CompatView) -> Card:
         insert_words=entry.insert_words,
         negative_text=entry.negative_text,
         base=base_badge(entry),
+        base_source=entry.base_source,
         compat=compat_badge(view),
         compat_level=view.level,
         adapter=adapter_label(entry.adapter),

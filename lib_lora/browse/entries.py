@@ -76,7 +76,7 @@ class Entry:
     size: int
     architecture: str
     family: str | None
-    base_source: str  # "user" (sidecar override) | "detected"
+    base_source: str  # "user" (their sidecar override) | "civitai" / "model card" (family from there) | "detected"
     adapter: str | None
     rank: int | None
     alpha: float | None
@@ -234,10 +234,11 @@ def entry_from_info(info: Any) -> Entry:
     stem = os.path.basename(relpath)
     name = str(_get(info, "name", default=stem))
     override = _get(user, "base")
-    base_source = "detected"
     if isinstance(override, str) and override.strip():
         det = apply_base_override(det, override.strip())
         base_source = "user"
+    else:
+        base_source = remote_family_source(det)
     architecture = det.architecture or UNKNOWN
     family = det.family
     groups, insert = _trigger_groups(info)
@@ -312,6 +313,18 @@ def entry_from_info(info: Any) -> Entry:
         detection=det,
         search_text="\n".join(p for p in search_parts if p).casefold(),
     )
+
+
+#: Evidence sources whose family is shown with its provenance (not the user's, not a guess).
+REMOTE_FAMILY_SOURCES = ("civitai", "model card")
+
+
+def remote_family_source(det: Detection) -> str:
+    """``"civitai"`` / ``"model card"`` when that source decided the family, else ``"detected"``."""
+    for ev in det.evidence:
+        if ev.claim.startswith("family="):
+            return ev.source if ev.source in REMOTE_FAMILY_SOURCES else "detected"
+    return "detected"
 
 
 def apply_base_override(det: Detection, override: str) -> Detection:

@@ -216,6 +216,7 @@ def _read_file(f: _Found, fingerprint: str, header: Header | None = None) -> _Ro
                 sidecar_sd_version=user.sd_version if user is not None else None,
                 sidecar_base=user.base if user is not None else None,
                 civitai_base_model=side.civitai.base_model if side.civitai is not None else None,
+                card_family=user.family if user is not None else None,
                 filename=f.name + f.suffix,
                 folders=tuple(p for p in f.relpath.split("/")[:-1] if p),
             )

@@ -5,9 +5,14 @@
 - ``<stem>.api_info.json``: the model object (tags, license fields, every version) in the same format.
 - ``<stem>.json`` (A1111's user metadata): only fields that are **empty** are filled — "activation text"
   from ``trainedWords``, "sd version" in A1111's vocabulary (``SD1``/``SD2``/``SDXL``/``SD3``/``Flux``;
-  Pony, Illustrious and NoobAI are ``SDXL`` there), "description" as plain text — and the family (Pony,
-  Illustrious, NoobAI, SDXL Lightning…) goes into LoRA Studio's own ``lora studio base`` key. A value
-  the user wrote is never changed; when nothing is empty the file is not rewritten at all.
+  Pony, Illustrious and NoobAI are ``SDXL`` there), "description" as plain text. A value the user wrote
+  is never changed; when nothing is empty the file is not rewritten at all. The family (Pony,
+  Illustrious, NoobAI, SDXL Lightning…) is *not* copied into ``<stem>.json``: ``lora studio base`` is the
+  user's own override, and a family written there would pose as the user's choice, outlive a later
+  Civitai correction and hide what the user set. Civitai's family is read from ``baseModel`` in the
+  ``.civitai.info`` written here (detection's "civitai" evidence, shown as such); a Hugging Face model
+  card's goes into ``lora studio family`` (:data:`~lib_lora.sidecars.KEY_FAMILY`), replaced on each
+  download and, like Civitai's, below the user's override.
 - ``<stem>.preview.png``: the first allowed image as a real PNG, only when the LoRA has no preview.
   Videos are skipped; images above the NSFW limit (Civitai's numeric ``nsfwLevel`` bit flags 1 PG,
   2 PG-13, 4 R, 8 X, 16 XXX; older answers only have ``nsfw``) are skipped or blurred (setting).
@@ -135,14 +140,16 @@ def _empty(value: Any) -> bool:
 
 def fill_user_metadata(model_path: str, *, activation: str = "", sd_version: str | None = None,
                        description: str = "", family: str | None = None) -> tuple[str, ...]:
-    """Fill the empty fields of ``<stem>.json``; the A1111 keys that were filled (nothing written if none).
+    """Fill the empty A1111 fields of ``<stem>.json``; the keys written (nothing written if none).
 
-    A malformed ``<stem>.json`` raises :class:`~lib_lora.errors.SidecarError` and is left as it is.
+    ``family`` (a model card's, see the module docstring) goes into ``lora studio family`` — ours, so it
+    replaces an older value — never into the user's ``lora studio base``. A malformed ``<stem>.json``
+    raises :class:`~lib_lora.errors.SidecarError` and is left as it is.
     """
     current = sc.read_user_metadata(model_path)
     keys = {"activation_text": "activation text", "sd_version": "sd version", "description": "description",
-            "base": sc.KEY_BASE}
-    wanted = {"activation_text": activation, "sd_version": sd_version, "description": description, "base": family}
+            "family": sc.KEY_FAMILY}
+    wanted = {"activation_text": activation, "sd_version": sd_version, "description": description}
     changes: dict[str, Any] = {}
     for name, value in wanted.items():
         if not value:
@@ -151,6 +158,8 @@ def fill_user_metadata(model_path: str, *, activation: str = "", sd_version: str
             continue  # a value of another type the user put there: leave it
         if _empty(getattr(current, name) if current is not None else None):
             changes[name] = value
+    if family and (current is None or (current.family != family and sc.KEY_FAMILY not in current.extra)):
+        changes["family"] = family
     if not changes:
         return ()
     sc.update_user_metadata(model_path, **changes)
@@ -159,7 +168,9 @@ def fill_user_metadata(model_path: str, *, activation: str = "", sd_version: str
 
 def fill_from_version(model_path: str, version: Mapping[str, Any],
                       model: Mapping[str, Any] | None = None) -> tuple[str, ...]:
-    sd_version, family = base_model_vocab(version.get("baseModel") if isinstance(version.get("baseModel"), str) else None)
+    """Fill ``<stem>.json`` from a Civitai model-version object (the family stays in ``.civitai.info``)."""
+    base = version.get("baseModel")
+    sd_version, _family = base_model_vocab(base if isinstance(base, str) else None)
     desc = version.get("description") if isinstance(version.get("description"), str) else None
     if not desc and model is not None and isinstance(model.get("description"), str):
         desc = model["description"]
@@ -168,7 +179,6 @@ def fill_from_version(model_path: str, version: Mapping[str, Any],
         activation=activation_from_words(version.get("trainedWords")),
         sd_version=sd_version,
         description=html_to_text(desc)[:20_000],
-        family=family,
     )
 
 

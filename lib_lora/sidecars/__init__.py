@@ -8,7 +8,10 @@ and writes are ``description``, ``sd version`` (``SD1``/``SD2``/``SDXL``/``SD3``
 LoRA Studio's own values use namespaced keys that the WebUIs ignore:
 
 - ``lora studio base`` — the user's base-model override: an architecture id (``sdxl``) or a family id
-  (``pony``, ``illustrious``…). Never written by a scan, only by the user.
+  (``pony``, ``illustrious``…). Never written by a scan or a fetch, only by the user.
+- ``lora studio family`` — the family id a Hugging Face model card's ``base_model`` names, written by a
+  download and replaced by the next one; shown as coming from the model card, below the user's base.
+  (A Civitai family is not copied here: it is read from ``baseModel`` in ``<stem>.civitai.info``.)
 - ``lora studio category`` — ``character``/``style``/``concept``/``pose``/``clothing``/``object``/… .
 
 Writes are atomic (temp file in the same folder + ``os.replace``); a sidecar that is not valid JSON is
@@ -51,6 +54,7 @@ from lib_lora.sidecars.model import (
     CIVITAI_MODEL_SUFFIXES,
     KEY_BASE,
     KEY_CATEGORY,
+    KEY_FAMILY,
     MAX_SIDECAR_BYTES,
     PREVIEW_EXTENSIONS,
     PREVIEW_SUFFIXES,
@@ -86,6 +90,7 @@ __all__ = [
     "CivitaiModel",
     "KEY_BASE",
     "KEY_CATEGORY",
+    "KEY_FAMILY",
     "LicenseInfo",
     "MAX_SIDECAR_BYTES",
     "PREVIEW_EXTENSIONS",

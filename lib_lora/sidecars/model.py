@@ -26,6 +26,9 @@ A1111_KEYS = ("description", "sd version", "activation text", "preferred weight"
 #: LoRA Studio's own keys in the same file.
 KEY_BASE = "lora studio base"
 KEY_CATEGORY = "lora studio category"
+#: The family a Hugging Face model card's ``base_model`` names, written by LoRA Studio's download (never
+#: the user's own choice, which is ``lora studio base``); replaced by the next download.
+KEY_FAMILY = "lora studio family"
 
 #: ``sd version`` values the WebUIs understand (A1111 1.10: SD1, SD2, SDXL, SD3, Unknown; Forge: + Flux).
 SD_VERSIONS = ("SD1", "SD2", "SDXL", "SD3", "Flux", "Unknown")
@@ -42,6 +45,7 @@ _FIELD_KEYS = {
     "notes": "notes",
     "base": KEY_BASE,
     "category": KEY_CATEGORY,
+    "family": KEY_FAMILY,
 }
 _KEY_FIELDS = {v: k for k, v in _FIELD_KEYS.items()}
 
@@ -88,6 +92,7 @@ class UserMetadata:
     notes: str | None = None
     base: str | None = None  # "lora studio base"
     category: str | None = None  # "lora studio category"
+    family: str | None = None  # "lora studio family" (from a model card, not the user)
     extra: dict[str, Any] = field(default_factory=dict)  # every other key, in file order
 
     @property

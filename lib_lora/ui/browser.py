@@ -224,6 +224,16 @@ def _page_numbers(current: int, pages: int) -> list[int | None]:
     return out
 
 
+def _base_provenance(base: dict[str, Any]) -> str:
+    """" (your override)" only for the user's own base; " (civitai)" / " (model card)" for a fetched family."""
+    if base.get("user_override"):
+        return " <i>(your override)</i>"
+    source = base.get("source")
+    if source in ("civitai", "model card"):
+        return f' <i class="lss-base-from">({esc(source)})</i>'
+    return ""
+
+
 def render_detail_html(detail: dict[str, Any] | None, *, message: str = "") -> str:
     if not detail:
         return f'<div class="lss-detail lss-empty">{esc(message or "Click i on a card for details and to edit its metadata.")}</div>'
@@ -235,7 +245,7 @@ def render_detail_html(detail: dict[str, Any] | None, *, message: str = "") -> s
     rows.append(
         (
             "Base model",
-            esc(base.get("text")) + (" <i>(your override)</i>" if base.get("user_override") else ""),
+            esc(base.get("text")) + _base_provenance(base),
         )
     )
     compat = detail.get("compatibility") or {}
