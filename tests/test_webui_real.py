@@ -71,6 +71,15 @@ def _webui_python() -> str:
     return os.environ.get("WEBUI_PYTHON") or str(Path(WEBUI_DIR) / "venv" / "bin" / "python")
 
 
+def _runner(root: Path, config: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """The runner's command line (its config written next to it) and environment (offline)."""
+    cfg = root / "config.json"
+    cfg.write_text(json.dumps(config), encoding="utf-8")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env.pop("LORA_STUDIO_DATA", None)
+    return [_webui_python(), str(REPO / "tests" / "webui_real_runner.py"), str(cfg)], env
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("webui-real")
@@ -99,16 +108,12 @@ def run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[st
         "styles": [{"name": "alice", "prompt": "{prompt}, <lora:zk_alice:0.7>", "negative": "bad hands"}],
         "scenarios": SCENARIOS,
     }
-    cfg = root / "config.json"
-    cfg.write_text(json.dumps(config), encoding="utf-8")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
-    env.pop("LORA_STUDIO_DATA", None)
+    command, env = _runner(root, config)
     log = root / "webui.log"
     with open(log, "w", encoding="utf-8") as fh:
         proc = subprocess.run(
-            [_webui_python(), str(REPO / "tests" / "webui_real_runner.py"), str(cfg)],
-            cwd=WEBUI_DIR, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=900, check=False,
-        )  # fmt: skip
+            command, cwd=WEBUI_DIR, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=900, check=False
+        )
     if not out.exists():
         pytest.fail(f"the runner wrote no result (exit {proc.returncode}); log: {log}\n{log.read_text()[-3000:]}")
     result = json.loads(out.read_text(encoding="utf-8"))
@@ -255,3 +260,104 @@ def test_vram_queue_and_access(run: dict[str, Any]) -> None:
     assert run["vram"]["freed"], run["vram"]  # A1111: model to CPU and back; Forge: unload_all_models
     assert run["queue_lock_held"]  # nobody else could take the WebUI's queue lock meanwhile
     assert run["remote"] == {"is_remote": False, "auth": False}
+
+
+# ------------------------------------------------------------------------------------------------
+# the extra-networks pane in the real UI (headless Debian Chromium through Playwright)
+
+
+@pytest.fixture(scope="module")
+def ui_url(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Any:
+    """The real WebUI's UI on a loopback port, with an SD 1.5 and an SDXL LoRA, SD 1.5 selected."""
+    import socket
+    import time
+
+    pytest.importorskip("playwright.sync_api")
+    root = tmp_path_factory.mktemp("webui-ui")
+    lora, ckpt, data = root / "Lora", root / "Stable-diffusion", root / "data"
+    for d in (lora / "xl", ckpt, data / "extensions"):
+        d.mkdir(parents=True)
+    shutil.copyfile(fixtures_dir / SD15, lora / "zk_alice.safetensors")
+    shutil.copyfile(fixtures_dir / "sidecars" / "alice.json", lora / "zk_alice.json")
+    shutil.copyfile(fixtures_dir / SDXL, lora / "xl" / "myxl_style.safetensors")
+    sys.path.insert(0, str(REPO / "tests"))
+    from e2e_support import stop_process
+    from factory import make_checkpoint
+
+    make_checkpoint(ckpt, "sd15", "ckpt-sd1")
+    make_checkpoint(ckpt, "sdxl", "ckpt-sdxl")
+    (data / "extensions" / "lora-studio").symlink_to(REPO, target_is_directory=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ready, stop = root / "ui-ready", root / "ui-stop"
+    config = {
+        "data_dir": str(data), "lora_dir": str(lora), "ckpt_dir": str(ckpt), "checkpoint": "sd15.safetensors",
+        "clip_tokenizer": str(fixtures_dir / "clip-tokenizer"), "out": str(root / "out.json"), "styles": [],
+        "scenarios": {}, "serve_ui": True, "ui_port": port, "ui_ready": str(ready), "ui_stop": str(stop),
+    }  # fmt: skip
+    command, env = _runner(root, config)
+    log = root / "webui-ui.log"
+    with open(log, "w", encoding="utf-8") as fh:
+        proc = subprocess.Popen(command, cwd=WEBUI_DIR, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 900
+            while not ready.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the WebUI's UI did not start (exit {proc.poll()}); log: {log}\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+            yield ready.read_text(encoding="utf-8")
+        finally:
+            stop.touch()  # the runner closes the UI and exits by itself
+            stop_process(proc, timeout=60, terminate=False)
+
+
+def _pick_checkpoint(page: Any, title: str) -> None:
+    """Choose a checkpoint in the WebUI's own dropdown (A1111 quicksettings, Forge's model selector)."""
+    box = page.locator("#setting_sd_model_checkpoint input, .model_selection input").first
+    box.click()
+    box.fill(title.split(".")[0])
+    page.locator("ul.options li", has_text=title).first.click()
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("tab", ["txt2img", "img2img"])
+def test_extra_networks_pane_in_the_real_ui(ui_url: str, tab: str, test_output: Path) -> None:
+    """Open the tab and its pane, see the badges for an SD 1.5 and an SDXL LoRA against an SD 1.5
+    checkpoint, switch the dropdown to SDXL and see them flip, click a card: tag and trigger in the prompt."""
+    from e2e_support import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+
+    flavor = "forge" if (Path(WEBUI_DIR) / "modules_forge").is_dir() else "a1111"
+    card = f"#{tab}_lora_studio_cards .lss-pane-card"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(ui_url, timeout=120_000)
+            page.wait_for_selector(f"#{tab}_extra_tabs", state="attached", timeout=120_000)
+            page.locator("#tabs > .tab-nav button, #tabs > div > button", has_text=tab).first.click()
+            page.locator(f"#{tab}_extra_tabs button", has_text="LoRA Studio").first.click()
+            page.wait_for_selector(f'{card}[data-name="zk_alice"]', state="visible", timeout=60_000)
+            _pick_checkpoint(page, "sd15.safetensors")
+            page.wait_for_function(
+                f"() => document.querySelector('{card}[data-name=\"zk_alice\"]').dataset.compat === 'exact'"
+            )
+            alice = page.locator(f'{card}[data-name="zk_alice"] .lss-compat')
+            xl = page.locator(f'{card}[data-name="myxl_style"] .lss-compat')
+            assert "compatible" in alice.inner_text() and "incompatible" in xl.inner_text()
+            page.screenshot(path=str(test_output / f"pane-{flavor}-{tab}-sd15.png"), full_page=True)
+            _pick_checkpoint(page, "sdxl.safetensors")
+            page.wait_for_function(
+                f"() => document.querySelector('{card}[data-name=\"myxl_style\"]').dataset.compat === 'exact'",
+                timeout=30_000,
+            )
+            assert "incompatible" in alice.inner_text()
+            page.screenshot(path=str(test_output / f"pane-{flavor}-{tab}-sdxl.png"), full_page=True)
+            page.locator(f'{card}[data-name="zk_alice"] .name').click()
+            prompt = page.locator(f"#{tab}_prompt textarea").input_value()
+            assert "<lora:zk_alice:" in prompt and "red coat" in prompt, prompt
+            page.screenshot(path=str(test_output / f"pane-{flavor}-{tab}-inserted.png"), full_page=True)
+        finally:
+            browser.close()

@@ -94,10 +94,12 @@ def _facts_text(t: browse.TrainingFacts) -> str:
     return " · ".join(bits)
 
 
-def badges_html(card: browse.Card) -> str:
-    """The card's badges: base (+ family), compatibility, adapter (+ rank), category."""
+def badges_html(card: browse.Card, *, evidence: bool = True) -> str:
+    """The card's badges: base (+ family), compatibility, adapter (+ rank), category. ``evidence``: the
+    base badge's tooltip lists the detection's evidence (left out where thousands of cards are sent)."""
+    base_title = card.base.title if evidence else "base model: " + card.base.text
     badges = [
-        f'<span class="lss-badge lss-base lss-{esc(card.base.kind)}" title="{esc(card.base.title)}">{esc(card.base.text)}</span>',
+        f'<span class="lss-badge lss-base lss-{esc(card.base.kind)}" title="{esc(base_title)}">{esc(card.base.text)}</span>',
         f'<span class="lss-badge lss-compat lss-{esc(card.compat_level)}" title="{esc(card.compat.title)}">'
         f"{esc(card.compat.text)}</span>",
         f'<span class="lss-badge lss-adapter">{esc(card.adapter)}'

@@ -163,7 +163,7 @@ def card_html(item: PaneItem, args: Mapping[str, Any]) -> str:
         '<div class="actions">'
         f'<div class="additional">{args.get("search_terms", "")}</div>'
         f'<span class="name" title="{esc(card.relpath)}">{esc(card.name)}</span>'
-        f"{badges_html(card)}{triggers_html(card)}"
+        f"{badges_html(card, evidence=False)}{triggers_html(card)}"
         "</div></div>"
     )
 
@@ -210,8 +210,12 @@ def checkpoints_of(host: Any) -> list[PaneCheckpoint]:
     return out
 
 
+_LAST: list[tuple[Any, Pane]] = []  # the last pane built: the txt2img and img2img panes are built in a row
+
+
 def pane_for_host(host: Any, preview_url: Callable[[browse.Card], str | None] | None = None) -> Pane:
-    """The pane of ``host``'s library against its checkpoints and its selected checkpoint."""
+    """The pane of ``host``'s library against its checkpoints and its selected checkpoint (the last one is
+    reused while the library, the checkpoints, their detections and the selection are unchanged)."""
     from lib_lora.ui.browser import preview_url_for
 
     catalog = browse.catalog_cache_for(host).get()
@@ -219,4 +223,11 @@ def pane_for_host(host: Any, preview_url: Callable[[browse.Card], str | None] | 
         ref = host.selected_checkpoint()
     except Exception:
         ref = None
-    return build_pane(catalog, checkpoints_of(host), ref.title if ref else None, preview_url or preview_url_for(host))
+    checkpoints = checkpoints_of(host)
+    key = (id(host), id(catalog), catalog.generation, ref.title if ref else None, preview_url,
+           tuple((c.title, c.name, c.detection and browse.Catalog._ckpt_key(c.detection)) for c in checkpoints))
+    if _LAST and _LAST[0][0] == key:
+        return _LAST[0][1]
+    built = build_pane(catalog, checkpoints, ref.title if ref else None, preview_url or preview_url_for(host))
+    _LAST[:] = [(key, built)]
+    return built
