@@ -130,13 +130,14 @@ def triggers_html(card: browse.Card) -> str:
     return ""
 
 
-def insert_attrs(card: browse.Card) -> str:
+def insert_attrs(card: browse.Card, *, tooltip: bool = True) -> str:
     """The data attributes javascript/lora_studio.js inserts and removes a card's text with, and its tooltip."""
     words = list(card.insert_words)
     title = f"Click: insert {card.tag}" + (f" + {', '.join(words)}" if words else "") + " · click again: remove"
     return (
         f'data-name="{esc(card.name)}" data-tag="{esc(card.tag)}" data-words="{esc(json.dumps(words))}" '
-        f'data-neg="{esc(card.negative_text)}" data-compat="{esc(card.compat_level)}" title="{esc(title)}"'
+        f'data-neg="{esc(card.negative_text)}" data-compat="{esc(card.compat_level)}"'
+        + (f' title="{esc(title)}"' if tooltip else "")
     )
 
 

@@ -119,7 +119,8 @@ def search_terms(entry: browse.Entry) -> str:
     """The text the WebUI's search box matches (escaped): the same text the LoRA Studio tab's search
     matches — name, alias, path, every trigger source, Civitai and training tags — plus base and category."""
     extra = [browse.base_badge(entry).text, entry.category or ""]
-    return esc(" ".join([entry.search_text.replace("\n", " "), *extra]).casefold())
+    words = " ".join([entry.search_text, *extra]).casefold().split()
+    return esc(" ".join(dict.fromkeys(words)))  # each word once: the WebUI matches word by word
 
 
 def pane_open_html(pane: Pane, tabname: str) -> str:
@@ -156,13 +157,14 @@ def card_html(item: PaneItem, args: Mapping[str, Any]) -> str:
     level = card.compat_level
     return (
         f'<div class="card lss-pane-card lss-{esc(level)}" style="{esc(args.get("style", ""))}" role="button" '
-        f'tabindex="0" data-lss-levels="{esc(item.levels)}" {insert_attrs(card)} {args.get("sort_keys", "")}>'
+        f'tabindex="0" data-lss-levels="{esc(item.levels)}" {insert_attrs(card, tooltip=False)} '
+        f'{args.get("sort_keys", "")}>'
         f"{preview}"
         f'<div class="button-row">{_copy_path_button(item.entry.path) if args.get("copy_path_button") else ""}'
         '<div class="card-button lss-pane-edit" title="Edit in LoRA Studio">&#9998;</div></div>'
         '<div class="actions">'
         f'<div class="additional">{args.get("search_terms", "")}</div>'
-        f'<span class="name" title="{esc(card.relpath)}">{esc(card.name)}</span>'
+        f'<span class="name" title="{esc(card.relpath)}: click to insert, click again to remove">{esc(card.name)}</span>'
         f"{badges_html(card, evidence=False)}{triggers_html(card)}"
         "</div></div>"
     )
