@@ -335,8 +335,15 @@ def test_extra_networks_pane_in_the_real_ui(ui_url: str, tab: str, test_output: 
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            failed: list[str] = []
+            page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            page.on("pageerror", lambda e: failed.append(f"page error: {e}"))
             page.goto(ui_url, timeout=120_000)
             page.wait_for_selector(f"#{tab}_extra_tabs", state="attached", timeout=120_000)
+            try:
+                page.wait_for_function("() => window.loraStudio !== undefined", timeout=30_000)
+            except Exception:
+                pytest.fail("javascript/lora_studio.js did not run in the WebUI page: " + "; ".join(failed[:10]))
             page.locator("#tabs > .tab-nav button, #tabs > div > button", has_text=tab).first.click()
             page.locator(f"#{tab}_extra_tabs button", has_text="LoRA Studio").first.click()
             page.wait_for_selector(f'{card}[data-name="zk_alice"]', state="visible", timeout=60_000)

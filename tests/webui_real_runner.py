@@ -151,8 +151,14 @@ def serve_ui() -> None:
 
     shared.demo = ui.create_ui()
     shared.demo.queue(64)
+    # The page's CSS/JS are gradio files (``file=...``) that must lie in an allowed path: the WebUI's folder,
+    # its data dir (the default --gradio-allowed-path) and LoRA Studio's folder (symlinked into the data
+    # dir's extensions/; gradio resolves links).
+    allowed = [str(Path.cwd()), *(getattr(shared.cmd_opts, "gradio_allowed_path", None) or []),
+               str(Path(__file__).resolve().parents[1])]
     app, local_url, _share = shared.demo.launch(
         server_name="127.0.0.1", server_port=int(CONFIG["ui_port"]), prevent_thread_lock=True, inbrowser=False,
+        allowed_paths=allowed,
     )  # fmt: skip
     with contextlib.suppress(Exception):
         ui.setup_ui_api(app)
