@@ -386,7 +386,8 @@
 
     function updatePanes(value) {
         app().querySelectorAll(".lss-pane").forEach(function (pane) {
-            if (pane.dataset.lssApplied !== value) updatePane(pane, value);
+            // A pane out of sight (the other tab's, a closed pane) is updated when it is shown.
+            if (pane.dataset.lssApplied !== value && pane.offsetParent !== null) updatePane(pane, value);
         });
     }
 

@@ -9,11 +9,13 @@ the real CLIP tokenizer from the shared fixtures. See tests/run_webui_suite.sh.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -269,42 +271,57 @@ def test_vram_queue_and_access(run: dict[str, Any]) -> None:
 @pytest.fixture(scope="module")
 def ui_url(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Any:
     """The real WebUI's UI on a loopback port, with an SD 1.5 and an SDXL LoRA, SD 1.5 selected."""
-    import socket
-    import time
-
     pytest.importorskip("playwright.sync_api")
     root = tmp_path_factory.mktemp("webui-ui")
-    lora, ckpt, data = root / "Lora", root / "Stable-diffusion", root / "data"
-    for d in (lora / "xl", ckpt, data / "extensions"):
+    lora, ckpt = root / "Lora", root / "Stable-diffusion"
+    for d in (lora / "xl", ckpt):
         d.mkdir(parents=True)
     shutil.copyfile(fixtures_dir / SD15, lora / "zk_alice.safetensors")
     shutil.copyfile(fixtures_dir / "sidecars" / "alice.json", lora / "zk_alice.json")
     shutil.copyfile(fixtures_dir / SDXL, lora / "xl" / "myxl_style.safetensors")
     sys.path.insert(0, str(REPO / "tests"))
-    from e2e_support import stop_process
     from factory import make_checkpoint
 
     make_checkpoint(ckpt, "sd15", "ckpt-sd1")
     make_checkpoint(ckpt, "sdxl", "ckpt-sdxl")
-    (data / "extensions" / "lora-studio").symlink_to(REPO, target_is_directory=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    try:
+        with serving_ui(root, lora, ckpt, fixtures_dir / "clip-tokenizer") as url:
+            yield url
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+@contextlib.contextmanager
+def serving_ui(root: Path, lora: Path, ckpt: Path, clip_tokenizer: Path, timeout: float = 900) -> Iterator[str]:
+    """The real WebUI's UI (tests/webui_real_runner.py ``serve_ui``) over ``lora`` / ``ckpt`` with LoRA Studio
+    linked into ``root/data/extensions``, SD 1.5 selected; yields its URL (also used by benchmarks/)."""
+    import time
+
+    from e2e_support import free_port, stop_process
+
+    data = root / "data"
+    (data / "extensions").mkdir(parents=True, exist_ok=True)
+    link = data / "extensions" / "lora-studio"
+    if not link.exists():
+        link.symlink_to(REPO, target_is_directory=True)
     ready, stop = root / "ui-ready", root / "ui-stop"
+    ready.unlink(missing_ok=True)
+    stop.unlink(missing_ok=True)
     config = {
         "data_dir": str(data), "lora_dir": str(lora), "ckpt_dir": str(ckpt), "checkpoint": "sd15.safetensors",
-        "clip_tokenizer": str(fixtures_dir / "clip-tokenizer"), "out": str(root / "out.json"), "styles": [],
-        "scenarios": {}, "serve_ui": True, "ui_port": port, "ui_ready": str(ready), "ui_stop": str(stop),
+        "clip_tokenizer": str(clip_tokenizer), "out": str(root / "out.json"), "styles": [], "scenarios": {},
+        "serve_ui": True, "ui_port": free_port(), "ui_ready": str(ready), "ui_stop": str(stop),
     }  # fmt: skip
     command, env = _runner(root, config)
     log = root / "webui-ui.log"
     with open(log, "w", encoding="utf-8") as fh:
         proc = subprocess.Popen(command, cwd=WEBUI_DIR, env=env, stdout=fh, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 900
+            deadline = time.monotonic() + timeout
             while not ready.exists():
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the WebUI's UI did not start (exit {proc.poll()}); log: {log}\n{log.read_text()[-3000:]}")
+                    raise RuntimeError(f"the WebUI's UI did not start (exit {proc.poll()}); log: {log}\n"
+                                       + log.read_text()[-3000:])
                 time.sleep(0.5)
             yield ready.read_text(encoding="utf-8")
         finally:
@@ -364,7 +381,11 @@ def test_extra_networks_pane_in_the_real_ui(ui_url: str, tab: str, test_output: 
             page.screenshot(path=str(test_output / f"pane-{flavor}-{tab}-sdxl.png"), full_page=True)
             page.locator(f'{card}[data-name="zk_alice"] .name').click()
             prompt = page.locator(f"#{tab}_prompt textarea").input_value()
-            assert "<lora:zk_alice:" in prompt and "red coat" in prompt, prompt
+            assert prompt.count("<lora:zk_alice:") == 1 and "red coat" in prompt, prompt  # the WebUI added nothing
+            assert "blurry, extra fingers" in page.locator(f"#{tab}_neg_prompt textarea").input_value()
             page.screenshot(path=str(test_output / f"pane-{flavor}-{tab}-inserted.png"), full_page=True)
+            page.locator(f'{card}[data-name="zk_alice"] .name').click()  # a second click removes them
+            prompt = page.locator(f"#{tab}_prompt textarea").input_value()
+            assert "<lora:" not in prompt and "red coat" not in prompt, prompt
         finally:
             browser.close()
