@@ -349,22 +349,25 @@
         if (index === undefined) index = classes[bare];
         if (index === undefined) index = -1;
         const counts = {exact: 0, "cross-family": 0, incompatible: 0, unknown: 0};
-        pane.querySelectorAll(".lss-pane-card").forEach(function (card) {
+        // Few DOM writes per card: the WebUI's own scripts watch every mutation of the page.
+        const cards = pane.querySelectorAll(".lss-pane-card"); // static: the loop changes their classes
+        for (let i = 0; i < cards.length; i++) {
+            const card = cards[i];
             const code = index >= 0 ? (card.dataset.lssLevels || "").charAt(index) : "u";
             const level = LEVELS[code] || "unknown";
             counts[level] += 1;
-            if (card.dataset.compat === level) return;
-            card.classList.remove("lss-" + card.dataset.compat);
-            card.classList.add("lss-" + level);
+            const was = card.dataset.compat;
+            if (was === level) continue;
             card.dataset.compat = level;
-            const badge = card.querySelector(".lss-compat");
+            card.classList.replace("lss-" + was, "lss-" + level);
+            const badge = card.getElementsByClassName("lss-compat")[0];
             if (badge) {
-                badge.classList.remove("lss-exact", "lss-cross-family", "lss-incompatible", "lss-unknown");
-                badge.classList.add("lss-" + level);
-                badge.textContent = texts[level] || level;
-                badge.title = index >= 0 ? value : value + ": not in this pane yet (refresh the pane)";
+                badge.classList.replace("lss-" + was, "lss-" + level);
+                const text = texts[level] || level;
+                if (badge.firstChild) badge.firstChild.nodeValue = text;
+                else badge.textContent = text;
             }
-        });
+        }
         pane.dataset.checkpoint = value;
         pane.dataset.lssApplied = value;
         const ckpt = pane.querySelector(".lss-pane-ckpt");
@@ -385,10 +388,12 @@
     }
 
     function updatePanes(value) {
-        app().querySelectorAll(".lss-pane").forEach(function (pane) {
-            // A pane out of sight (the other tab's, a closed pane) is updated when it is shown.
-            if (pane.dataset.lssApplied !== value && pane.offsetParent !== null) updatePane(pane, value);
+        // A pane out of sight (the other tab's, a closed pane) is updated when it is shown; visibility is
+        // read for every pane before any is changed (a read after a change would force a layout).
+        const due = Array.from(app().querySelectorAll(".lss-pane")).filter(function (pane) {
+            return pane.dataset.lssApplied !== value && pane.offsetParent !== null;
         });
+        due.forEach(function (pane) { updatePane(pane, value); });
     }
 
     function paneCompatOnly(box) {

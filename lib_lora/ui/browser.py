@@ -96,12 +96,13 @@ def _facts_text(t: browse.TrainingFacts) -> str:
 
 def badges_html(card: browse.Card, *, evidence: bool = True) -> str:
     """The card's badges: base (+ family), compatibility, adapter (+ rank), category. ``evidence``: the
-    base badge's tooltip lists the detection's evidence (left out where thousands of cards are sent)."""
+    tooltips give the detection's evidence and the compatibility message (left out where thousands of
+    cards are sent and the badge changes in the browser)."""
     base_title = card.base.title if evidence else "base model: " + card.base.text
+    compat_title = f' title="{esc(card.compat.title)}"' if evidence else ""
     badges = [
         f'<span class="lss-badge lss-base lss-{esc(card.base.kind)}" title="{esc(base_title)}">{esc(card.base.text)}</span>',
-        f'<span class="lss-badge lss-compat lss-{esc(card.compat_level)}" title="{esc(card.compat.title)}">'
-        f"{esc(card.compat.text)}</span>",
+        f'<span class="lss-badge lss-compat lss-{esc(card.compat_level)}"{compat_title}>{esc(card.compat.text)}</span>',
         f'<span class="lss-badge lss-adapter">{esc(card.adapter)}'
         + (f" {esc(card.rank_alpha)}" if card.rank_alpha else "")
         + "</span>",
