@@ -4,7 +4,11 @@
 //   click a character card: insert <char:NAME> (expanded by the prompt hook at generation);
 //   click it again: remove them (and the sidecar's negative text from the negative prompt);
 // - the "i" button on a card and the page links talk to python through a hidden command box;
-// - the checkpoint dropdown is watched, so compatibility badges follow the selected checkpoint.
+// - the checkpoint dropdown is watched, so compatibility badges follow the selected checkpoint: the tab's
+//   cards are re-rendered by python; the cards of the "LoRA Studio" page of the txt2img / img2img
+//   extra-networks pane (.lss-pane-card) carry their level for every checkpoint class and are updated here;
+// - pane cards: click toggles the text in the prompt of the tab the pane belongs to; the pencil opens
+//   LoRA Studio's editor for that LoRA; "compatible only" hides the incompatible ones (unknown stay).
 //
 // Uses the WebUI's gradioApp()/updateInput() from its script.js when they exist; stands alone otherwise.
 (function () {
@@ -224,11 +228,26 @@
         if (prompt && !hasPhrase(prompt.value, word)) insertAt(prompt, word);
     }
 
+    function tagNames(text) {
+        const names = new Set();
+        const re = /<(?:lora|lyco):([^:>]+)/gi;
+        let m;
+        while ((m = re.exec(text || "")) !== null) names.add(m[1].trim().toLowerCase());
+        return names;
+    }
+
     function markCards() {
         const [prompt] = targetPrompts(q("#lora_studio_browser"));
-        const text = prompt ? prompt.value : "";
+        const inTab = tagNames(prompt ? prompt.value : "");
         app().querySelectorAll(".lss-card").forEach(function (card) {
-            card.classList.toggle("lss-in-prompt", !!text && tagRegex(card.dataset.name || "\u0000").test(text));
+            card.classList.toggle("lss-in-prompt", inTab.has((card.dataset.name || "").toLowerCase()));
+        });
+        app().querySelectorAll(".lss-pane").forEach(function (pane) {
+            const [p] = targetPrompts(pane);
+            const inPane = tagNames(p ? p.value : "");
+            pane.querySelectorAll(".lss-pane-card").forEach(function (card) {
+                card.classList.toggle("lss-in-prompt", inPane.has((card.dataset.name || "").toLowerCase()));
+            });
         });
         app().querySelectorAll(".lss-char-card").forEach(function (card) {
             card.classList.toggle("lss-in-prompt", !!text && charRegex(card.dataset.char || "\u0000").test(text));
@@ -265,14 +284,27 @@
             insertWord(word, word.dataset.word || "");
             return;
         }
+        if (t.classList && t.classList.contains("lss-pane-compat-only")) {
+            setTimeout(function () { paneCompatOnly(t); }, 0);
+            return;
+        }
         const charCard = t.closest(".lss-char-card");
         if (charCard) {
             ev.preventDefault();
             toggleCharacter(charCard);
             return;
         }
-        const card = t.closest(".lss-card");
+        const card = t.closest(".lss-card, .lss-pane-card");
         if (!card) return;
+        if (card.classList.contains("lss-pane-card")) {
+            if (t.closest(".lss-pane-edit")) {
+                ev.preventDefault();
+                ev.stopPropagation();
+                openEditor(card.dataset.name || "");
+                return;
+            }
+            if (t.closest(".button-row")) return; // the WebUI's own card buttons
+        }
         ev.preventDefault();
         if (t.closest(".lss-info")) {
             send({op: "select", name: card.dataset.name || ""});
@@ -289,7 +321,8 @@
 
     document.addEventListener("keydown", function (ev) {
         const t = ev.target;
-        if ((ev.key === "Enter" || ev.key === " ") && t && t.classList && t.classList.contains("lss-card")) {
+        if ((ev.key === "Enter" || ev.key === " ") && t && t.classList &&
+            (t.classList.contains("lss-card") || t.classList.contains("lss-pane-card"))) {
             ev.preventDefault();
             toggleCard(t);
         }
@@ -314,12 +347,18 @@
         return null;
     }
 
-    function watchCheckpoint() {
-        const root = q("#lora_studio_browser .lss-root");
+    function selectedCheckpoint() {
         const input = checkpointInput();
-        if (!root || !input || document.activeElement === input) return;
-        const value = (input.value || "").trim();
+        if (!input || document.activeElement === input) return null;
+        return (input.value || "").trim() || null;
+    }
+
+    function watchCheckpoint() {
+        const value = selectedCheckpoint();
         if (!value) return;
+        updatePanes(value);
+        const root = q("#lora_studio_browser .lss-root");
+        if (!root) return;
         const rendered = root.dataset.checkpoint || "";
         if (value === rendered) {
             lastCheckpointSent = value;
@@ -330,6 +369,104 @@
         send({op: "checkpoint", title: value});
     }
 
+    // ---------------------------------------------------------------------------------------------
+    // the extra-networks pane
+
+    const LEVELS = {e: "exact", c: "cross-family", i: "incompatible", u: "unknown"};
+
+    function paneData(pane, key) {
+        try {
+            return JSON.parse(pane.dataset[key] || "{}");
+        } catch (e) { return {}; }
+    }
+
+    function updatePane(pane, value) {
+        const classes = paneData(pane, "lssClasses");
+        const texts = paneData(pane, "lssTexts");
+        const bare = value.replace(/ \[[^\]]*\]$/, "");
+        let index = classes[value];
+        if (index === undefined) index = classes[bare];
+        if (index === undefined) index = -1;
+        const counts = {exact: 0, "cross-family": 0, incompatible: 0, unknown: 0};
+        // Few DOM writes per card: the WebUI's own scripts watch every mutation of the page.
+        const cards = pane.querySelectorAll(".lss-pane-card"); // static: the loop changes their classes
+        for (let i = 0; i < cards.length; i++) {
+            const card = cards[i];
+            const code = index >= 0 ? (card.dataset.lssLevels || "").charAt(index) : "u";
+            const level = LEVELS[code] || "unknown";
+            counts[level] += 1;
+            const was = card.dataset.compat;
+            if (was === level) continue;
+            card.dataset.compat = level;
+            card.classList.replace("lss-" + was, "lss-" + level);
+            const badge = card.getElementsByClassName("lss-compat")[0];
+            if (badge) {
+                badge.classList.replace("lss-" + was, "lss-" + level);
+                const text = texts[level] || level;
+                if (badge.firstChild) badge.firstChild.nodeValue = text;
+                else badge.textContent = text;
+            }
+        }
+        pane.dataset.checkpoint = value;
+        pane.dataset.lssApplied = value;
+        const ckpt = pane.querySelector(".lss-pane-ckpt");
+        if (ckpt) {
+            ckpt.textContent = "badges for ";
+            const b = document.createElement("b");
+            b.textContent = value;
+            ckpt.appendChild(b);
+        }
+        pane.querySelectorAll(".lss-pane-counts .lss-count").forEach(function (el) {
+            for (const level of Object.keys(counts)) {
+                if (el.classList.contains("lss-" + level)) {
+                    el.textContent = counts[level] + " " + String(texts[level] || level).replace(/^\S+ /, "");
+                }
+            }
+        });
+        paneCompatOnly(pane.querySelector(".lss-pane-compat-only"));
+    }
+
+    function updatePanes(value) {
+        // A pane out of sight (the other tab's, a closed pane) is updated when it is shown; visibility is
+        // read for every pane before any is changed (a read after a change would force a layout).
+        const due = Array.from(app().querySelectorAll(".lss-pane")).filter(function (pane) {
+            return pane.dataset.lssApplied !== value && pane.offsetParent !== null;
+        });
+        due.forEach(function (pane) { updatePane(pane, value); });
+    }
+
+    function paneCompatOnly(box) {
+        if (!box) return;
+        const pane = box.closest(".lss-pane");
+        if (!pane) return;
+        pane.classList.toggle("lss-only-compatible", box.checked);
+        const hidden = box.checked ? pane.querySelectorAll(".lss-pane-card.lss-incompatible").length : 0;
+        const note = pane.querySelector(".lss-hidden-note");
+        if (note) note.textContent = hidden ? hidden + ' incompatible hidden by "compatible only"' : "";
+    }
+
+    function openEditor(name) {
+        const buttons = app().querySelectorAll("#tabs > .tab-nav > button, #tabs > div > button");
+        for (const b of buttons) {
+            if (b.textContent.trim() === "LoRA Studio") {
+                b.click();
+                break;
+            }
+        }
+        setTimeout(function () { send({op: "select", name: name}); }, 50);
+    }
+
+    function watchPanes() {
+        let fresh = false;
+        app().querySelectorAll(".lss-pane").forEach(function (pane) {
+            if (pane.dataset.lssSeen) return;
+            pane.dataset.lssSeen = "1"; // a pane (re)rendered by the WebUI: mark its cards, apply the toggle
+            paneCompatOnly(pane.querySelector(".lss-pane-compat-only"));
+            fresh = true;
+        });
+        if (fresh) markCards();
+    }
+
     let markTimer = null;
     const observer = new MutationObserver(function () {
         if (markTimer) return;
@@ -338,6 +475,7 @@
 
     function start() {
         setInterval(watchCheckpoint, 150);
+        setInterval(watchPanes, 300);
         const cards = q("#lora_studio_cards");
         if (cards) observer.observe(cards, {childList: true, subtree: true});
         else setTimeout(start2, 500);
@@ -353,6 +491,7 @@
         send: send,
         toggleCard: toggleCard,
         toggleCharacter: toggleCharacter,
+        updatePanes: updatePanes,
         hasPhrase: hasPhrase,
         targetPrompts: targetPrompts,
         currentPrompts: function (p, n) {

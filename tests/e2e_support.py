@@ -65,11 +65,18 @@ def standalone_app(loras: Path, ckpts: Path, data: Path, env: dict[str, str] | N
             pytest.fail("the standalone app did not start within 120 s")
         yield url
     finally:
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[Any], *, timeout: float = 10, terminate: bool = True) -> None:
+    """End a server this test started: SIGTERM (unless it stops by itself), then SIGKILL after ``timeout``."""
+    if terminate:
         proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def chromium(playwright_api: Any) -> Iterator[Any]:

@@ -7,6 +7,7 @@ and checkpoint headers with real key names and shapes (tests/factory.py).
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -528,3 +529,154 @@ def test_char_tag_img2img_settings_off_and_unknown(webui: StandinWebUI, fixtures
     comment = next(c for c in processed.p.comments if "heor" in c)
     assert "not found (did you mean hero?)" in comment
     assert "Characters:" not in processed.infotexts[0]
+
+
+# the "LoRA Studio" page of the extra-networks pane
+
+
+class _Cards(__import__("html.parser").parser.HTMLParser):
+    """The pane's wrapper attributes and every LoRA Studio card: its attributes, visible text, images."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__()
+        self.pane: dict[str, str] = {}
+        self.cards: dict[str, dict] = {}
+        self._card: dict | None = None
+        self._depth = 0
+        self._hidden = 0
+        self.feed(markup)
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = {k: v or "" for k, v in attrs}
+        classes = a.get("class", "").split()
+        if tag == "div" and "lss-pane" in classes:
+            self.pane = a
+        if self._card is None and tag == "div" and "lss-pane-card" in classes:
+            self._card = {"attrs": a, "text": "", "imgs": [], "search": "", "buttons": []}
+            self._depth = 0
+        if self._card is None:
+            return
+        if tag == "img":
+            self._card["imgs"].append(a)
+        if "card-button" in classes:
+            self._card["buttons"].append(a.get("class", ""))
+        if tag in ("div", "span"):
+            self._depth += 1
+            if self._hidden or "hidden" in classes:
+                self._hidden += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._card is None or tag not in ("div", "span"):
+            return
+        self._depth -= 1
+        if self._hidden:
+            self._hidden -= 1
+        if self._depth == 0:
+            self.cards[self._card["attrs"]["data-name"]] = self._card
+            self._card = None
+
+    def handle_data(self, data: str) -> None:
+        if self._card is not None:
+            self._card["search" if self._hidden else "text"] += data + " "
+
+
+def _pane_page():
+    from modules import ui_extra_networks
+
+    pages = [p for p in ui_extra_networks.extra_pages if p.title == "LoRA Studio"]
+    assert len(pages) == 1
+    return pages[0]
+
+
+def _pane(tabname: str) -> _Cards:
+    from modules import ui_extra_networks
+
+    ui = ui_extra_networks.create_ui(None, [], tabname)
+    index = [p.title for p in ui.stored_extra_pages].index("LoRA Studio")
+    return _Cards(ui.pages_contents[index])
+
+
+@pytest.mark.skipif(
+    not _detection_available(), reason="base-model detection (lib_lora.architecture) not implemented yet"
+)
+@pytest.mark.parametrize("tabname", ["txt2img", "img2img"])
+def test_extra_networks_page_shows_lora_studio_cards(webui: StandinWebUI, tabname: str) -> None:
+    """Registered from on_before_ui; every LoRA has a card with its compatibility against the selected
+    checkpoint (visible words), base, adapter and rank, triggers; incompatible ones marked for dimming."""
+    from modules import ui_extra_networks
+
+    (webui.lora_dir / "zk_alice.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    webui.wait_for_index()
+    assert str(webui.lora_dir) in ui_extra_networks.allowed_dirs  # previews served by the WebUI's route
+    pane = _pane(tabname)
+    assert pane.pane["data-tabname"] == tabname and pane.pane["data-checkpoint"] == "sd15.safetensors"
+    assert set(pane.cards) == {"zk_alice", "kotori", "myxl_style", "a/dup", "b/dup"}
+    alice, xl = pane.cards["zk_alice"], pane.cards["myxl_style"]
+    assert "compatible" in alice["text"] and "incompatible" not in alice["text"]
+    assert "incompatible" in xl["text"]
+    assert "lss-exact" in alice["attrs"]["class"].split() and "lss-incompatible" in xl["attrs"]["class"].split()
+    assert "SD 1.5" in alice["text"] or "SD1.5" in alice["text"].replace(" ", "")
+    assert "SDXL" in xl["text"]
+    assert "LoRA" in alice["text"] and "r4" in alice["text"]  # adapter and rank (dim 4)
+    assert "red coat" in alice["text"]  # trigger words from the A1111 sidecar
+    # What a click inserts (javascript/lora_studio.js reads these, as on the tab's cards).
+    assert alice["attrs"]["data-tag"].startswith("<lora:zk_alice:")
+    assert json.loads(alice["attrs"]["data-words"]) == ["zk_alice", "red coat"]
+    assert alice["attrs"]["data-neg"] == "blurry, extra fingers"  # goes into that tab's negative prompt
+    assert alice["imgs"] and alice["imgs"][0]["loading"] == "lazy"
+    assert alice["imgs"][0]["src"].startswith("./sd_extra_networks/thumb?filename=")
+    assert not xl["imgs"]  # no preview: initials, no broken image
+    assert any("lss-pane-edit" in b for b in alice["buttons"])
+    assert any("copy-path-button" in b for b in alice["buttons"])  # the WebUI's own buttons are kept
+    # The WebUI's search box matches the hidden search terms: the same words as the tab's search.
+    assert "red coat" in alice["search"] and "chars/kotori" in pane.cards["kotori"]["search"]
+    assert alice["attrs"]["data-sort-name"] == "zk_alice"  # the WebUI's sort buttons work
+
+
+@pytest.mark.skipif(
+    not _detection_available(), reason="base-model detection (lib_lora.architecture) not implemented yet"
+)
+def test_extra_networks_cards_carry_every_checkpoints_verdict(webui: StandinWebUI) -> None:
+    """The badges follow the checkpoint dropdown in the browser: each card has its level for every
+    checkpoint class, and the classes map every dropdown title; the server-side render agrees."""
+    pane = _pane("txt2img")
+    classes = json.loads(pane.pane["data-lss-classes"])
+    sd15, sdxl = classes["sd15.safetensors"], classes["sdxl.safetensors"]
+    assert sd15 != sdxl
+    levels = {name: card["attrs"]["data-lss-levels"] for name, card in pane.cards.items()}
+    assert levels["zk_alice"][sd15] == "e" and levels["zk_alice"][sdxl] == "i"
+    assert levels["myxl_style"][sd15] == "i" and levels["myxl_style"][sdxl] == "e"
+    assert levels["b/dup"][sdxl] == "e" and levels["a/dup"][sdxl] == "i"
+    texts = json.loads(pane.pane["data-lss-texts"])
+    assert [texts[k].split(" ", 1)[1] for k in ("exact", "cross-family", "incompatible", "unknown")] == [
+        "compatible", "other finetune", "incompatible", "unknown"]
+    webui.select_checkpoint("sdxl.safetensors")
+    flipped = _pane("txt2img")
+    assert "lss-incompatible" in flipped.cards["zk_alice"]["attrs"]["class"].split()
+    assert "lss-exact" in flipped.cards["myxl_style"]["attrs"]["class"].split()
+
+
+def test_extra_networks_page_tree_view_and_reload(webui: StandinWebUI) -> None:
+    """The tree view gets the card's arguments (its click is the WebUI's cardClicked with the same text);
+    "Reload UI" (pages cleared, before_ui run again) leaves one page; names are escaped in the HTML."""
+    from modules import script_callbacks, ui_extra_networks
+
+    page = _pane_page()
+    page.create_html("txt2img")
+    args = page.create_item_html("txt2img", page.items["zk_alice"])
+    assert isinstance(args, dict)
+    assert "cardClicked(" in args["card_clicked"] and "&lt;lora:zk_alice:" in args["card_clicked"]
+    assert "red coat" in args["card_clicked"]
+    assert page.create_item("zk_alice")["filename"] == str(webui.lora_dir / "zk_alice.safetensors")
+    assert page.create_item("no_such_lora") is None
+
+    ui_extra_networks.initialize()
+    script_callbacks.before_ui_callback()
+    assert [p.title for p in ui_extra_networks.extra_pages] == ["LoRA Studio"]
+
+    odd = webui.lora_dir / "o'neil & <co>.safetensors"
+    shutil.copyfile(webui.lora_dir / "zk_alice.safetensors", odd)
+    webui.wait_for_index()
+    markup = _pane_page().create_html("txt2img")
+    assert "o'neil & <co>" not in markup and "o&#x27;neil &amp; &lt;co&gt;" in markup
+    assert "o'neil & <co>" in _Cards(markup).cards

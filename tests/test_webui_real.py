@@ -9,11 +9,13 @@ the real CLIP tokenizer from tests/fixtures. See tests/run_webui_suite.sh.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +88,15 @@ def _webui_python() -> str:
     return os.environ.get("WEBUI_PYTHON") or str(Path(WEBUI_DIR) / "venv" / "bin" / "python")
 
 
+def _runner(root: Path, config: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """The runner's command line (its config written next to it) and environment (offline)."""
+    cfg = root / "config.json"
+    cfg.write_text(json.dumps(config), encoding="utf-8")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env.pop("LORA_STUDIO_DATA", None)
+    return [_webui_python(), str(REPO / "tests" / "webui_real_runner.py"), str(cfg)], env
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("webui-real")
@@ -129,16 +140,12 @@ def run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[st
         ],
         "scenarios": SCENARIOS,
     }
-    cfg = root / "config.json"
-    cfg.write_text(json.dumps(config), encoding="utf-8")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
-    env.pop("LORA_STUDIO_DATA", None)
+    command, env = _runner(root, config)
     log = root / "webui.log"
     with open(log, "w", encoding="utf-8") as fh:
         proc = subprocess.run(
-            [_webui_python(), str(REPO / "tests" / "webui_real_runner.py"), str(cfg)],
-            cwd=WEBUI_DIR, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=900, check=False,
-        )  # fmt: skip
+            command, cwd=WEBUI_DIR, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=900, check=False
+        )
     if not out.exists():
         pytest.fail(f"the runner wrote no result (exit {proc.returncode}); log: {log}\n{log.read_text()[-3000:]}")
     result = json.loads(out.read_text(encoding="utf-8"))
@@ -318,6 +325,8 @@ def test_char_reference_without_model_says_what_to_install(run: dict[str, Any]) 
     assert s["all_prompts"] == ["(reftok:1.3), same character, consistent appearance, x"]
     wanted = "download ip-adapter_sd15.safetensors" if run["flavor"] == "forge" else "sd-webui-controlnet"
     assert any(wanted in c for c in s["comments"]), s["comments"]
+
+
 def test_consistency_sheet_in_the_real_webui(run: dict[str, Any]) -> None:
     """Rows, columns and labels of a sheet rendered through the real processing (not the art)."""
     from lib_lora.consistency.scenes import trainer_scenes
@@ -341,3 +350,130 @@ def test_tagger_signatures_and_messages(run: dict[str, Any]) -> None:
     assert set(t["available"]) == {"deepbooru", "interrogate"}
     assert "DeepDanbooru could not start" in t["deepbooru"] and "weights absent" in t["deepbooru"]
     assert "interrogator failed" in t["interrogate"]
+
+
+# ------------------------------------------------------------------------------------------------
+# the extra-networks pane in the real UI (headless Debian Chromium through Playwright)
+
+
+@pytest.fixture(scope="module")
+def ui_url(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Any:
+    """The real WebUI's UI on a loopback port, with an SD 1.5 and an SDXL LoRA, SD 1.5 selected."""
+    pytest.importorskip("playwright.sync_api")
+    root = tmp_path_factory.mktemp("webui-ui")
+    lora, ckpt = root / "Lora", root / "Stable-diffusion"
+    for d in (lora / "xl", ckpt):
+        d.mkdir(parents=True)
+    shutil.copyfile(fixtures_dir / SD15, lora / "zk_alice.safetensors")
+    shutil.copyfile(fixtures_dir / "sidecars" / "alice.json", lora / "zk_alice.json")
+    shutil.copyfile(fixtures_dir / SDXL, lora / "xl" / "myxl_style.safetensors")
+    sys.path.insert(0, str(REPO / "tests"))
+    from factory import make_checkpoint
+
+    make_checkpoint(ckpt, "sd15", "ckpt-sd1")
+    make_checkpoint(ckpt, "sdxl", "ckpt-sdxl")
+    try:
+        with serving_ui(root, lora, ckpt, fixtures_dir / "clip-tokenizer") as url:
+            yield url
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+@contextlib.contextmanager
+def serving_ui(root: Path, lora: Path, ckpt: Path, clip_tokenizer: Path, timeout: float = 900) -> Iterator[str]:
+    """The real WebUI's UI (tests/webui_real_runner.py ``serve_ui``) over ``lora`` / ``ckpt`` with LoRA Studio
+    linked into ``root/data/extensions``, SD 1.5 selected; yields its URL (also used by benchmarks/)."""
+    import time
+
+    from e2e_support import free_port, stop_process
+
+    data = root / "data"
+    (data / "extensions").mkdir(parents=True, exist_ok=True)
+    link = data / "extensions" / "lora-studio"
+    if not link.exists():
+        link.symlink_to(REPO, target_is_directory=True)
+    ready, stop = root / "ui-ready", root / "ui-stop"
+    ready.unlink(missing_ok=True)
+    stop.unlink(missing_ok=True)
+    config = {
+        "data_dir": str(data), "lora_dir": str(lora), "ckpt_dir": str(ckpt), "checkpoint": "sd15.safetensors",
+        "clip_tokenizer": str(clip_tokenizer), "out": str(root / "out.json"), "styles": [], "scenarios": {},
+        "serve_ui": True, "ui_port": free_port(), "ui_ready": str(ready), "ui_stop": str(stop),
+    }  # fmt: skip
+    command, env = _runner(root, config)
+    log = root / "webui-ui.log"
+    with open(log, "w", encoding="utf-8") as fh:
+        proc = subprocess.Popen(command, cwd=WEBUI_DIR, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while not ready.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the WebUI's UI did not start (exit {proc.poll()}); log: {log}\n"
+                                       + log.read_text()[-3000:])
+                time.sleep(0.5)
+            yield ready.read_text(encoding="utf-8")
+        finally:
+            stop.touch()  # the runner closes the UI and exits by itself
+            stop_process(proc, timeout=60, terminate=False)
+
+
+def _pick_checkpoint(page: Any, title: str) -> None:
+    """Choose a checkpoint in the WebUI's own dropdown (A1111 quicksettings, Forge's model selector)."""
+    box = page.locator("#setting_sd_model_checkpoint input, .model_selection input").first
+    box.click()
+    box.fill(title.split(".")[0])
+    page.locator("ul.options li", has_text=title).first.click()
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("tab", ["txt2img", "img2img"])
+def test_extra_networks_pane_in_the_real_ui(ui_url: str, tab: str, test_output: Path) -> None:
+    """Open the tab and its pane, see the badges for an SD 1.5 and an SDXL LoRA against an SD 1.5
+    checkpoint, switch the dropdown to SDXL and see them flip, click a card: tag and trigger in the prompt."""
+    from e2e_support import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+
+    flavor = "forge" if (Path(WEBUI_DIR) / "modules_forge").is_dir() else "a1111"
+    card = f"#{tab}_lora_studio_cards .lss-pane-card"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            failed: list[str] = []
+            page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            page.on("pageerror", lambda e: failed.append(f"page error: {e}"))
+            page.goto(ui_url, timeout=120_000)
+            page.wait_for_selector(f"#{tab}_extra_tabs", state="attached", timeout=120_000)
+            try:
+                page.wait_for_function("() => window.loraStudio !== undefined", timeout=30_000)
+            except Exception:
+                pytest.fail("javascript/lora_studio.js did not run in the WebUI page: " + "; ".join(failed[:10]))
+            page.locator("#tabs > .tab-nav button, #tabs > div > button", has_text=tab).first.click()
+            page.locator(f"#{tab}_extra_tabs button", has_text="LoRA Studio").first.click()
+            page.wait_for_selector(f'{card}[data-name="zk_alice"]', state="visible", timeout=60_000)
+            _pick_checkpoint(page, "sd15.safetensors")
+            page.wait_for_function(
+                f"() => document.querySelector('{card}[data-name=\"zk_alice\"]').dataset.compat === 'exact'"
+            )
+            alice = page.locator(f'{card}[data-name="zk_alice"] .lss-compat')
+            xl = page.locator(f'{card}[data-name="myxl_style"] .lss-compat')
+            assert "compatible" in alice.inner_text() and "incompatible" in xl.inner_text()
+            page.screenshot(path=str(test_output / f"pane-{flavor}-{tab}-sd15.png"), full_page=True)
+            _pick_checkpoint(page, "sdxl.safetensors")
+            page.wait_for_function(
+                f"() => document.querySelector('{card}[data-name=\"myxl_style\"]').dataset.compat === 'exact'",
+                timeout=30_000,
+            )
+            assert "incompatible" in alice.inner_text()
+            page.screenshot(path=str(test_output / f"pane-{flavor}-{tab}-sdxl.png"), full_page=True)
+            page.locator(f'{card}[data-name="zk_alice"] .name').click()
+            prompt = page.locator(f"#{tab}_prompt textarea").input_value()
+            assert prompt.count("<lora:zk_alice:") == 1 and "red coat" in prompt, prompt  # the WebUI added nothing
+            assert "blurry, extra fingers" in page.locator(f"#{tab}_neg_prompt textarea").input_value()
+            page.screenshot(path=str(test_output / f"pane-{flavor}-{tab}-inserted.png"), full_page=True)
+            page.locator(f'{card}[data-name="zk_alice"] .name').click()  # a second click removes them
+            prompt = page.locator(f"#{tab}_prompt textarea").input_value()
+            assert "<lora:" not in prompt and "red coat" not in prompt, prompt
+        finally:
+            browser.close()

@@ -105,6 +105,9 @@ def main() -> None:
     status = h.rescan(wait=True)
     OUT["scan"] = {"state": status.state, "total": status.total, "message": status.message}
     OUT["lookup_zk_alice"] = getattr(h.library().lookup("zk_alice"), "status", None)
+    if CONFIG.get("serve_ui"):
+        serve_ui()
+        return
 
     for name, spec in CONFIG["scenarios"].items():
         ENCODED.clear()
@@ -193,6 +196,38 @@ def taggers(h: Any) -> dict[str, Any]:
         return out
     except Exception:
         return {"error": traceback.format_exc()}
+
+
+def serve_ui() -> None:
+    """As ``webui.py`` without ``--nowebui``: build the real UI, launch it on loopback, add the extra-networks
+    routes and run app_started; write the URL to ``ui_ready`` and serve until ``ui_stop`` exists."""
+    import time
+
+    from modules import script_callbacks, shared, ui, ui_extra_networks
+
+    shared.demo = ui.create_ui()
+    shared.demo.queue(64)
+    # The page's CSS/JS are gradio files (``file=...``) that must lie in an allowed path: the WebUI's folder,
+    # its data dir (the default --gradio-allowed-path) and LoRA Studio's folder (symlinked into the data
+    # dir's extensions/; gradio resolves links).
+    allowed = [str(Path.cwd()), *(getattr(shared.cmd_opts, "gradio_allowed_path", None) or []),
+               str(Path(__file__).resolve().parents[1])]
+    app, local_url, _share = shared.demo.launch(
+        server_name="127.0.0.1", server_port=int(CONFIG["ui_port"]), prevent_thread_lock=True, inbrowser=False,
+        allowed_paths=allowed,
+    )  # fmt: skip
+    with contextlib.suppress(Exception):
+        ui.setup_ui_api(app)
+    ui_extra_networks.add_pages_to_demo(app)
+    script_callbacks.app_started_callback(shared.demo, app)
+    OUT["ui_url"] = local_url
+    Path(CONFIG["ui_ready"]).write_text(local_url, encoding="utf-8")
+    stop = Path(CONFIG["ui_stop"])
+    deadline = time.monotonic() + float(CONFIG.get("ui_seconds", 900))
+    while not stop.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with contextlib.suppress(Exception):
+        shared.demo.close()
 
 
 def run_scenario(api: Any, models: Any, spec: dict[str, Any], forge: bool) -> dict[str, Any]:

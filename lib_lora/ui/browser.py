@@ -102,17 +102,15 @@ def _facts_text(t: browse.TrainingFacts) -> str:
     return " · ".join(bits)
 
 
-def render_card(card: browse.Card, preview_url: Callable[[browse.Card], str | None]) -> str:
-    words = list(card.insert_words)
-    url = preview_url(card)
-    if url:
-        preview = f'<div class="lss-preview" style="background-image:url(&quot;{esc(url)}&quot;)"></div>'
-    else:
-        preview = f'<div class="lss-preview lss-noimg"><span>{fx(_initials(card.name))}</span></div>'
+def badges_html(card: browse.Card, *, evidence: bool = True) -> str:
+    """The card's badges: base (+ family), compatibility, adapter (+ rank), category. ``evidence``: the
+    tooltips give the detection's evidence and the compatibility message (left out where thousands of
+    cards are sent and the badge changes in the browser)."""
+    base_title = card.base.title if evidence else "base model: " + card.base.text
+    compat_title = f' title="{esc(card.compat.title)}"' if evidence else ""
     badges = [
-        f'<span class="lss-badge lss-base lss-{esc(card.base.kind)}" title="{esc(card.base.title)}">{esc(card.base.text)}</span>',
-        f'<span class="lss-badge lss-compat lss-{esc(card.compat_level)}" title="{esc(card.compat.title)}">'
-        f"{esc(card.compat.text)}</span>",
+        f'<span class="lss-badge lss-base lss-{esc(card.base.kind)}" title="{esc(base_title)}">{esc(card.base.text)}</span>',
+        f'<span class="lss-badge lss-compat lss-{esc(card.compat_level)}"{compat_title}>{esc(card.compat.text)}</span>',
         f'<span class="lss-badge lss-adapter">{esc(card.adapter)}'
         + (f" {esc(card.rank_alpha)}" if card.rank_alpha else "")
         + "</span>",
@@ -123,17 +121,41 @@ def render_card(card: browse.Card, preview_url: Callable[[browse.Card], str | No
             f'<span class="lss-badge lss-cat{" lss-guess" if guessed else ""}" '
             f'title="category ({esc(card.category_source)})">{fx(card.category)}{"?" if guessed else ""}</span>'
         )
-    trig = ""
+    return f'<div class="lss-badges">{"".join(badges)}</div>'
+
+
+def triggers_html(card: browse.Card) -> str:
+    """The words one click inserts, else (marked as a guess, not inserted) the top training tags."""
+    words = list(card.insert_words)
     if words:
-        trig = '<div class="lss-triggers">' + " ".join(f"<code>{fx(w)}</code>" for w in words) + "</div>"
+        return '<div class="lss-triggers">' + " ".join(f"<code>{fx(w)}</code>" for w in words) + "</div>"
+    guessed_words = [w for g in card.triggers if g.guessed for w in g.words][:3]
+    if guessed_words:
+        return (
+            '<div class="lss-triggers lss-guessed" title="most frequent training tags (a guess, not inserted)">'
+            + " ".join(f"<code>{fx(w)}</code>" for w in guessed_words)
+            + "</div>"
+        )
+    return ""
+
+
+def insert_attrs(card: browse.Card, *, tooltip: bool = True) -> str:
+    """The data attributes javascript/lora_studio.js inserts and removes a card's text with, and its tooltip."""
+    words = list(card.insert_words)
+    title = f"Click: insert {card.tag}" + (f" + {', '.join(words)}" if words else "") + " · click again: remove"
+    return (
+        f'data-name="{data(card.name)}" data-tag="{data(card.tag)}" data-words="{data(json.dumps(words))}" '
+        f'data-neg="{data(card.negative_text)}" data-compat="{data(card.compat_level)}"'
+        + (f' title="{esc(title)}"' if tooltip else "")
+    )
+
+
+def render_card(card: browse.Card, preview_url: Callable[[browse.Card], str | None]) -> str:
+    url = preview_url(card)
+    if url:
+        preview = f'<div class="lss-preview" style="background-image:url(&quot;{esc(url)}&quot;)"></div>'
     else:
-        guessed_words = [w for g in card.triggers if g.guessed for w in g.words][:3]
-        if guessed_words:
-            trig = (
-                '<div class="lss-triggers lss-guessed" title="most frequent training tags (a guess, not inserted)">'
-                + " ".join(f"<code>{fx(w)}</code>" for w in guessed_words)
-                + "</div>"
-            )
+        preview = f'<div class="lss-preview lss-noimg"><span>{fx(_initials(card.name))}</span></div>'
     lic = ""
     if card.license_summary:
         lic = f'<div class="lss-license lss-com-{esc(card.commercial)}" title="{esc(card.license_summary)}">{fx(card.license_summary)}</div>'
@@ -141,15 +163,12 @@ def render_card(card: browse.Card, preview_url: Callable[[browse.Card], str | No
     facts_html = f'<div class="lss-facts">{fx(facts)}</div>' if facts else ""
     if card.training.top_tags:
         facts_html += '<div class="lss-tags">' + fx(", ".join(card.training.top_tags[:5])) + "</div>"
-    title = f"Click: insert {card.tag}" + (f" + {', '.join(words)}" if words else "") + " · click again: remove"
     return (
-        f'<div class="lss-card lss-card-{esc(card.compat_level)}" role="button" tabindex="0" '
-        f'data-name="{data(card.name)}" data-tag="{data(card.tag)}" data-words="{data(json.dumps(words))}" '
-        f'data-neg="{data(card.negative_text)}" data-compat="{data(card.compat_level)}" title="{esc(title)}">'
+        f'<div class="lss-card lss-card-{esc(card.compat_level)}" role="button" tabindex="0" {insert_attrs(card)}>'
         f"{preview}"
         f'<div class="lss-body"><div class="lss-name" title="{esc(card.relpath)}">{fx(card.name)}</div>'
-        f'<div class="lss-badges">{"".join(badges)}</div>{trig}{lic}{facts_html}</div>'
-        f'{remote_panel.card_html(card)}'
+        f"{badges_html(card)}{triggers_html(card)}{lic}{facts_html}</div>"
+        f"{remote_panel.card_html(card)}"
         f'<button class="lss-info" type="button" data-action="select" title="Details and edit">i</button>'
         "</div>"
     )

@@ -12,7 +12,9 @@ modules, so it survives a reload. Which file owns what:
 * :mod:`~lib_lora.webui.hooks` — the prompt hooks (``process``, ``before_process_batch``, paste) with
   their batch and infotext logic;
 * :mod:`~lib_lora.webui.builtin_lora` — the built-in Lora's network table (what it finds, and making it
-  find what LoRA Studio resolved).
+  find what LoRA Studio resolved);
+* :mod:`~lib_lora.webui.extra_networks` — the "LoRA Studio" page of the txt2img / img2img extra-networks
+  pane (its cards are rendered by :mod:`lib_lora.ui.pane`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Its one job is :func:`install` (called by ``scripts/lora_studio.py`` on start-up and every "Reload UI")
 and what the callbacks it registers do: add the ``lora_studio_*`` options, mount the UI tabs
-(:func:`register_ui`) and the API routers (:func:`register_api`), start the first library scan.
+(:func:`register_ui`) and the API routers (:func:`register_api`), add the extra-networks page, start the
+first library scan.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from lib_lora import settings as settings_mod
 from lib_lora.settings import SCHEMA
 from lib_lora.webui.adapter import WebUIHost, _console, _m, _opts, host
+from lib_lora.webui.extra_networks import before_ui_hook
 from lib_lora.webui.hooks import infotext_pasted_hook
 
 _UI_BUILDERS: list[tuple[Callable[..., Any], str, str]] = []
@@ -54,6 +56,7 @@ def install(extension_dir: str | os.PathLike[str] | None = None) -> None:
     cb.on_infotext_pasted(infotext_pasted_hook)
     cb.on_app_started(app_started_hook)
     cb.on_ui_tabs(ui_tabs_hook)
+    cb.on_before_ui(before_ui_hook)  # the "LoRA Studio" page of the txt2img / img2img extra-networks pane
     _register_default_components()
     host()  # created now, so the settings and roots are read from the WebUI's modules
 

@@ -33,6 +33,16 @@ options_templates.update(options_section(("infotext", "Infotext"), {
     "add_model_name_to_info": OptionInfo(True, "Add model name to infotext"),
     "infotext_skip_pasting": OptionInfo([], "Disregard fields from pasted infotext"),
 }))
+options_templates.update(options_section(("extra_networks", "Extra Networks"), {
+    "extra_networks_hidden_models": OptionInfo("When searched", "Show cards for models in hidden directories"),
+    "extra_networks_card_width": OptionInfo(0, "Card width for Extra Networks"),
+    "extra_networks_card_height": OptionInfo(0, "Card height for Extra Networks"),
+    "extra_networks_card_text_scale": OptionInfo(1.0, "Card text scale"),
+    "extra_networks_card_show_desc": OptionInfo(True, "Show description on card"),
+    "extra_networks_card_description_is_html": OptionInfo(False, "Treat card description as HTML"),
+    "ui_extra_networks_tab_reorder": OptionInfo("", "Extra networks tab order"),
+    "samples_format": OptionInfo("png", "File format for images"),
+}))
 opts = Options(options_templates)
 
 

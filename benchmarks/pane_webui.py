@@ -1,0 +1,132 @@
+"""The extra-networks pane's LoRA Studio page with 10,000 LoRAs inside a real WebUI, in headless Chromium.
+
+    WEBUI_DIR=... [WEBUI_PYTHON=...] python benchmarks/pane_webui.py [--count 10000] [--work DIR]
+
+Starts the real UI through tests/webui_real_runner.py (``serve_ui``: the WebUI's own ``ui.create_ui`` and
+launch, model stubbed, nothing generated) over benchmarks/browser.py's library, then measures, median of
+``--rounds`` page loads:
+
+- pane ready: from navigation to the LoRA Studio page's cards in the DOM (the WebUI fills every page of
+  the pane on load, the built-in Lora page with its own 10,000 cards included);
+- first paint: from the click on the pane's "LoRA Studio" tab to the first card on screen;
+- checkpoint switch: from picking the other checkpoint in the WebUI's dropdown to every badge flipped;
+- "compatible only" on;
+- the WebUI's own search box: from typing a LoRA's name to the other cards hidden (the WebUI's code
+  filtering LoRA Studio's cards);
+- for comparison, the built-in "Lora" page over the same files: first paint after its tab click, search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "tests"))
+
+
+def median_ms(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:.0f} ms" if values else "-"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--count", type=int, default=10_000)
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "lora-studio-pane-bench")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    if not os.environ.get("WEBUI_DIR"):
+        print("set WEBUI_DIR (and WEBUI_PYTHON) to a WebUI checkout", file=sys.stderr)
+        return 2
+
+    from browser import make_library  # benchmarks/browser.py
+    from conftest import FIXTURES
+    from e2e_support import CHROMIUM, CHROMIUM_ARGS
+    from test_webui_real import serving_ui
+
+    loras, ckpts = make_library(args.work / "lib", args.count)
+    t0 = time.perf_counter()
+    with serving_ui(args.work / "webui-run", loras, ckpts, FIXTURES / "clip-tokenizer") as url:
+        print(f"WebUI up (scan of {args.count} files included): {time.perf_counter() - t0:.0f} s")
+        measure(url, args.rounds, CHROMIUM, CHROMIUM_ARGS)
+    return 0
+
+
+def measure(url: str, rounds: int, chromium: str, chromium_args: list[str]) -> None:
+    cards = "#txt2img_lora_studio_cards .lss-pane-card"
+    ready, paint, flip, only, search = [], [], [], [], []
+    builtin_paint: list[float] = []
+    builtin_search: list[float] = []
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=chromium_args)
+        for r in range(rounds):
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            t0 = time.perf_counter()
+            page.goto(url, wait_until="commit", timeout=300_000)
+            page.wait_for_selector(cards, state="attached", timeout=300_000)
+            ready.append(time.perf_counter() - t0)
+            page.wait_for_function("() => window.loraStudio !== undefined")
+            t0 = time.perf_counter()
+            page.locator("#txt2img_extra_tabs button", has_text="LoRA Studio").first.click()
+            page.wait_for_selector(cards, state="visible")
+            paint.append(time.perf_counter() - t0)
+            page.wait_for_function("() => document.querySelector('.lss-pane').dataset.lssApplied !== undefined")
+            current = page.evaluate("() => document.querySelector('.lss-pane').dataset.lssApplied")
+            target = "sdxl.safetensors" if "sd15" in current else "sd15.safetensors"
+            box = page.locator("#setting_sd_model_checkpoint input, .model_selection input").first
+            box.click()
+            box.fill(target.split(".")[0])
+            option = page.locator("ul.options li", has_text=target).first
+            option.wait_for()
+            t0 = time.perf_counter()
+            option.click()
+            page.evaluate("() => document.activeElement && document.activeElement.blur()")
+            page.wait_for_function(
+                "(t) => document.querySelector('#txt2img_lora_studio_cards').closest('.lss-pane').dataset.lssApplied"
+                " === t", arg=target, timeout=60_000)
+            flip.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            page.locator("#tab_txt2img .lss-pane-compat-only").check()
+            page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
+            only.append(time.perf_counter() - t0)
+            page.locator("#tab_txt2img .lss-pane-compat-only").uncheck()
+            name = f"lora_{(r * 7919) % 1000:05d}"
+            search.extend(search_time(page, "#txt2img_lora_studio_extra_search", cards, name))
+            # The built-in "Lora" page over the same 10,000 files, for comparison: first paint and search.
+            builtin = "#txt2img_lora_cards .card"
+            t0 = time.perf_counter()
+            page.locator("#txt2img_extra_tabs button", has_text="Lora").last.click()
+            page.wait_for_selector(builtin, state="visible")
+            builtin_paint.append(time.perf_counter() - t0)
+            builtin_search.extend(search_time(page, "#txt2img_lora_extra_search", builtin, name))
+            page.close()
+        browser.close()
+    print(f"pane ready after navigation {median_ms(ready)}; first paint after the tab click {median_ms(paint)}; "
+          f"checkpoint switch {median_ms(flip)}; compatible only {median_ms(only)}; "
+          f"the WebUI's search box {median_ms(search)}")
+    print(f"built-in Lora page, same files: first paint after the tab click {median_ms(builtin_paint)}; "
+          f"its search box {median_ms(builtin_search)}")
+
+
+def search_time(page, box: str, cards: str, text: str) -> list[float]:  # type: ignore[no-untyped-def]
+    """Seconds from typing ``text`` in the pane's search box to the other cards hidden ([] without a box)."""
+    field = page.locator(f"{box}:visible").first
+    if not field.count():
+        return []
+    t0 = time.perf_counter()
+    field.fill(text)
+    page.wait_for_function(f"() => document.querySelectorAll('{cards}:not(.hidden)').length < 20", timeout=60_000)
+    return [time.perf_counter() - t0]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

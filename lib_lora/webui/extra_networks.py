@@ -1,0 +1,130 @@
+"""The "LoRA Studio" page of the WebUI's extra-networks pane (under the txt2img and img2img prompts).
+
+Its one job: an ``ExtraNetworksPage`` subclass (``modules/ui_extra_networks.py`` of A1111 v1.10.x and Forge)
+whose cards are LoRA Studio's (:mod:`lib_lora.ui.pane`), registered from ``on_before_ui`` the way the
+built-in Lora registers its own page. It is a page of its own rather than LoRA Studio's data added to the
+built-in "Lora" cards: the built-in page decides which LoRAs to show by their "sd version" guess and the
+*loaded* model (hiding files whose metadata lies), renders with its own templates and click handler
+(``cardClicked``), and differs between A1111 and Forge; changing its cards would mean patching another
+extension's class in two WebUIs. Our page uses only the documented base-class API (``list_items``,
+``create_item``, ``allowed_directories_for_previews``, ``create_item_html``, ``create_html``,
+``refresh``) and keeps the WebUI's card frame, so the pane's search, sort and tree view still work.
+
+The base class comes from the WebUI, so the subclass is made on first use (:func:`page_class`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lib_lora.webui.adapter import WebUIHost, _console, _m, _opt, host
+
+#: The page's title in the pane's tab row; its id part (``extra_networks_tabname``) is ``lora_studio``.
+PAGE_TITLE = "LoRA Studio"
+
+_CLASS: dict[int, type] = {}
+
+
+def page_class() -> type:
+    """``LoraStudioPage``, a subclass of the running WebUI's ``ui_extra_networks.ExtraNetworksPage``."""
+    uen = _m("modules.ui_extra_networks")
+    base = uen.ExtraNetworksPage
+    cached = _CLASS.get(id(base))
+    if cached is not None:
+        return cached
+    quote_js = uen.quote_js
+
+    class LoraStudioPage(base):  # type: ignore[misc, valid-type]
+        """LoRA Studio's cards in the extra-networks pane (see the module docstring)."""
+
+        def __init__(self, studio_host: WebUIHost) -> None:
+            super().__init__(PAGE_TITLE)
+            self.studio_host = studio_host
+            self.allow_negative_prompt = True
+            from lib_lora.ui import pane
+
+            self.pane = pane.EMPTY
+
+        def refresh(self) -> None:
+            """The pane's refresh button: rescan the LoRA folders (a warm index reads only changed files)."""
+            self.studio_host.rescan(wait=True)
+
+        def allowed_directories_for_previews(self) -> list[str]:
+            return [str(p) for p in self.studio_host.lora_roots()]
+
+        def list_items(self) -> Any:
+            from lib_lora.ui import pane
+
+            try:
+                self.pane = pane.pane_for_host(self.studio_host)
+            except Exception as exc:
+                _console(f"the extra-networks page could not list the LoRAs: {exc}")
+                self.pane = pane.EMPTY
+            for index, item in enumerate(self.pane.items):
+                yield self._item(item, index)
+
+        def create_item(self, name: str, index: int | None = None, enable_filter: bool = True) -> dict[str, Any] | None:
+            """One card's item by name (the WebUI's ``get-single-card`` route); ``None`` if not in the library."""
+            from lib_lora.ui import pane
+
+            fresh = pane.pane_for_host(self.studio_host)
+            for i, item in enumerate(fresh.items):
+                if item.entry.name == name:
+                    return self._item(item, i if index is None else index)
+            return None
+
+        def _item(self, item: Any, index: int) -> dict[str, Any]:
+            from lib_lora.ui import pane
+
+            entry, card = item.entry, item.card
+            stem = os.path.splitext(entry.path)[0]
+            text = ", ".join([card.tag, *card.insert_words])
+            return {
+                "name": entry.name,
+                "filename": entry.path,
+                "shorthash": "",
+                "preview": item.preview,
+                "description": "",
+                "search_terms": [pane.search_terms(entry)],
+                "local_preview": f"{stem}.{_opt('samples_format', 'png')}",
+                "sort_keys": {
+                    "default": index,
+                    "date_created": int(entry.mtime),
+                    "date_modified": int(entry.mtime),
+                    "name": entry.name.lower(),
+                    "path": entry.path.lower(),
+                },
+                "user_metadata": {},  # LoRA Studio read the sidecar already; the WebUI need not
+                # The tree view uses the WebUI's own click (cardClicked): the same text as a card click.
+                "prompt": quote_js(text),
+                "negative_prompt": quote_js(card.negative_text or ""),
+                "lora_studio": item,
+            }
+
+        def create_item_html(self, tabname: str, item: dict[str, Any], template: str | None = None) -> Any:
+            from lib_lora.ui import pane
+
+            args = super().create_item_html(tabname, item)
+            if not template or not isinstance(args, dict) or "lora_studio" not in item:
+                return args  # the tree view asks for the arguments; a hidden item is ""
+            return pane.card_html(item["lora_studio"], args)
+
+        def create_html(self, tabname: str, *args: Any, **kwargs: Any) -> str:
+            from lib_lora.ui import pane
+
+            inner = super().create_html(tabname, *args, **kwargs)
+            return pane.pane_open_html(self.pane, tabname) + inner + pane.PANE_CLOSE
+
+    _CLASS.clear()
+    _CLASS[id(base)] = LoraStudioPage
+    return LoraStudioPage
+
+
+def before_ui_hook() -> None:
+    """``on_before_ui``: register the page (the WebUI has just cleared its pages, also on Reload UI)."""
+    try:
+        uen = _m("modules.ui_extra_networks")
+        uen.register_page(page_class()(host()))
+    except Exception as exc:
+        _console(f"could not add the LoRA Studio page to the extra-networks pane: {exc}")
