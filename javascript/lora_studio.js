@@ -238,7 +238,8 @@
 
     function markCards() {
         const [prompt] = targetPrompts(q("#lora_studio_browser"));
-        const inTab = tagNames(prompt ? prompt.value : "");
+        const text = prompt ? prompt.value : "";
+        const inTab = tagNames(text);
         app().querySelectorAll(".lss-card").forEach(function (card) {
             card.classList.toggle("lss-in-prompt", inTab.has((card.dataset.name || "").toLowerCase()));
         });
