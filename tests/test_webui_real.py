@@ -121,6 +121,13 @@ def run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[st
 
     (refchar / "reference" / "front.png").write_bytes(png_bytes())
     (refchar / "prompts.txt").write_text("trigger: reftok\nuse reference: yes\n", encoding="utf-8")
+    controlnet = root / "ControlNet"  # the ControlNet setting's extra model folder, for one scenario only:
+    controlnet.mkdir()  # a stand-in IP-Adapter file, found by name (nothing loads it: rendering is not tested)
+    (controlnet / "ip-adapter_sd15.safetensors").write_bytes(b"not weights")
+    scenarios = dict(SCENARIOS, char_reference_unit={
+        "request": {"prompt": "<char:refchar> x"}, "controlnet_probe": True,
+        "options": {"control_net_models_path": str(controlnet)},
+    })
     sys.path.insert(0, str(REPO / "tests"))
     from factory import make_checkpoint
 
@@ -138,7 +145,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[st
             {"name": "alice", "prompt": "{prompt}, <lora:zk_alice:0.7>", "negative": "bad hands"},
             {"name": "hero_v1", "prompt": "{prompt}, <char:hero:v1>", "negative": "bad hands"},
         ],
-        "scenarios": SCENARIOS,
+        "scenarios": scenarios,
     }
     command, env = _runner(root, config)
     log = root / "webui.log"
@@ -325,6 +332,29 @@ def test_char_reference_without_model_says_what_to_install(run: dict[str, Any]) 
     assert s["all_prompts"] == ["(reftok:1.3), same character, consistent appearance, x"]
     wanted = "download ip-adapter_sd15.safetensors" if run["flavor"] == "forge" else "sd-webui-controlnet"
     assert any(wanted in c for c in s["comments"]), s["comments"]
+
+
+def test_char_reference_unit_reaches_the_real_controlnet(run: dict[str, Any]) -> None:
+    """Issue 11 part 5: with an IP-Adapter model file present, ``<char:refchar>`` gets an enabled unit in the
+    ControlNet script's slice of ``p.script_args``, read back by the real ControlNet's ``get_enabled_units``
+    (A1111: needs sd-webui-controlnet, which the suite does not install)."""
+    if run["flavor"] != "forge":
+        pytest.skip("A1111 has no built-in ControlNet")
+    s = _scenario(run, "char_reference_unit")
+    cn = s["controlnet"]
+    assert "error" not in cn, cn["error"]
+    assert cn["script"].endswith("ControlNetForForgeOfficial") and len(cn["calls"]) == 1, cn
+    call = cn["calls"][0]
+    assert call["args_in_slice"] and call["slice_len"] == cn["span"][1] - cn["span"][0]
+    [unit] = call["enabled"]  # the API's default units are all disabled: ours is the one enabled
+    assert unit["type"] == "lib_controlnet.external_code.ControlNetUnit"
+    assert unit["module"] == "CLIP-ViT-H (IPAdapter)" and unit["preprocessor_known"], unit
+    assert unit["model"].startswith("ip-adapter_sd15 [") and unit["model_file"].endswith("ip-adapter_sd15.safetensors")
+    assert unit["weight"] == 0.7 and unit["image_shape"] == [8, 8, 3] and unit["image_dtype"] == "uint8"
+    assert call["input_images"] == [[[8, 8, 3]]], call["input_images"]  # ControlNet's own image reader took it
+    assert not any("IP-Adapter" in c or "reference image" in c for c in s["comments"]), s["comments"]
+    info = s["infotexts"][0].strip().splitlines()[-1]
+    assert 'Character reference: "refchar: front.png (CLIP-ViT-H (IPAdapter), ip-adapter_sd15 [' in info, info
 
 
 def test_consistency_sheet_in_the_real_webui(run: dict[str, Any]) -> None:

@@ -118,7 +118,10 @@ def main() -> None:
         for key, value in spec.get("options", {}).items():
             shared.opts.set(key, value)
         try:
-            OUT["scenarios"][name] = run_scenario(api, models, spec, forge)
+            with controlnet_probe(spec.get("controlnet_probe", False)) as probe:
+                OUT["scenarios"][name] = run_scenario(api, models, spec, forge)
+            if probe is not None:
+                OUT["scenarios"][name]["controlnet"] = probe
         except Exception:
             OUT["scenarios"][name] = {"error": traceback.format_exc()}
         for key in spec.get("options", {}):
@@ -142,6 +145,64 @@ def main() -> None:
     OUT["remote"] = {"is_remote": h.is_remote(), "auth": h.api_auth_required()}
     OUT["consistency"] = consistency_sheet(h)
     OUT["taggers"] = taggers(h)
+
+
+@contextlib.contextmanager
+def controlnet_probe(active: bool) -> Any:
+    """Forge's built-in ControlNet script, with its ``process`` reduced to reading its units: the real
+    ``get_enabled_units`` over the arguments the WebUI hands it (its slice of ``p.script_args``), recorded;
+    nothing is preprocessed or rendered (no CLIP vision or IP-Adapter weights here)."""
+    if not active:
+        yield None
+        return
+    from modules import scripts
+
+    record: dict[str, Any] = {"calls": []}
+    script = next((s for s in scripts.scripts_txt2img.alwayson_scripts if str(s.title()) == "ControlNet"), None)
+    if script is None:
+        record["error"] = "no ControlNet script among the always-on txt2img scripts"
+        yield record
+        return
+    record["script"] = f"{type(script).__module__}.{type(script).__name__}"
+    record["span"] = [script.args_from, script.args_to]
+
+    def process(p: Any, *args: Any, **kwargs: Any) -> None:
+        from lib_controlnet import global_state
+
+        units = script.get_enabled_units(args)  # the real one: API dicts become ControlNetUnit
+        h, w, _hr_h, _hr_w = script.get_target_dimensions(p)
+        inputs = []  # the real reader of a unit's image (what process hands the preprocessor)
+        for u in units:
+            try:
+                images, _mode = script.get_input_data(p, u, global_state.get_preprocessor(u.module), h, w)
+                inputs.append([list(image.shape) for image, _mask in images])
+            except Exception as exc:
+                inputs.append(f"{type(exc).__name__}: {exc}")
+        record["calls"].append({
+            "input_images": inputs,
+            "args_in_slice": all(a is b for a, b in zip(p.script_args[script.args_from:script.args_to], args, strict=True)),
+            "slice_len": len(args),
+            "enabled": [{
+                "type": type(u).__module__ + "." + type(u).__name__, "module": u.module, "model": u.model,
+                "weight": u.weight, "image_shape": list(getattr(u.image, "shape", []) or []),
+                "image_dtype": str(getattr(u.image, "dtype", "")),
+                "preprocessor_known": global_state.get_preprocessor(u.module) is not None,
+                "model_file": global_state.controlnet_filename_dict.get(u.model),
+            } for u in units],
+        })
+        script.current_params = {}
+
+    def nothing(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    patched = {"process": process, "process_before_every_sampling": nothing, "postprocess_batch_list": nothing}
+    for attr, fn in patched.items():
+        setattr(script, attr, fn)
+    try:
+        yield record
+    finally:
+        for attr in patched:
+            script.__dict__.pop(attr, None)
 
 
 def consistency_sheet(h: Any) -> dict[str, Any]:
