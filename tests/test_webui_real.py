@@ -132,6 +132,9 @@ def run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[st
     from factory import make_checkpoint
 
     make_checkpoint(ckpt, "sd15", "ckpt-sd1")
+    epochs = root / "train-out"  # a training job's output folder, outside the LoRA folders
+    epochs.mkdir()
+    shutil.copyfile(fixtures_dir / SD15, epochs / "hero-000001.safetensors")
     (data / "extensions" / "lora-studio").symlink_to(REPO, target_is_directory=True)
     out = root / "out.json"
     config = {
@@ -141,6 +144,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[st
         "checkpoint": "sd15.safetensors",
         "clip_tokenizer": str(fixtures_dir / "clip-tokenizer"),
         "out": str(out),
+        "epoch_dir": str(epochs),
         "styles": [
             {"name": "alice", "prompt": "{prompt}, <lora:zk_alice:0.7>", "negative": "bad hands"},
             {"name": "hero_v1", "prompt": "{prompt}, <char:hero:v1>", "negative": "bad hands"},
@@ -369,6 +373,23 @@ def test_consistency_sheet_in_the_real_webui(run: dict[str, Any]) -> None:
     assert len(s["cells"]) == 20 and all(c["image"] and c["score"] is None for c in s["cells"])
     assert s["score_message"].startswith("score skipped")
     assert len(s["loaded"]) == 20 and {tuple(x) for x in s["loaded"]} == {("zk_alice.safetensors",), ("kotori.safetensors",)}
+
+
+def test_consistency_sheet_stages_epoch_files(run: dict[str, Any]) -> None:
+    """A character's version and a training job's epoch file: the epoch file is staged into the LoRA folder,
+    loaded by the real built-in Lora under its staged name, and gone (from disk and the list) afterwards."""
+    s = run["consistency_epochs"]
+    assert "error" not in s, s.get("error")
+    assert s["state"] == "succeeded", s["message"]
+    assert s["cells"] == 10 and len(s["loaded"]) == 10, s
+    root = Path(run["_root"]) / "Lora"
+    files = {Path(f).relative_to(root).as_posix() for cell in s["loaded"] for f in cell}
+    staged = sorted(f for f in files if f.startswith("LoRA Studio/"))
+    assert files - set(staged) == {"characters/hero/lora/hero_v1.safetensors"}, files
+    assert len(staged) == 1 and staged[0].endswith("_hero-000001.safetensors"), staged
+    assert not (root / "LoRA Studio").exists() and s["available_after"] == []
+    assert Path(s["sheet"]).is_relative_to(root / "characters" / "hero"), s["sheet"]
+    print("columns:", s["columns"])
 
 
 def test_tagger_signatures_and_messages(run: dict[str, Any]) -> None:

@@ -144,6 +144,7 @@ def main() -> None:
     OUT["queue_lock_held"] = seen == [False]
     OUT["remote"] = {"is_remote": h.is_remote(), "auth": h.api_auth_required()}
     OUT["consistency"] = consistency_sheet(h)
+    OUT["consistency_epochs"] = consistency_epochs(h)
     OUT["taggers"] = taggers(h)
 
 
@@ -219,6 +220,34 @@ def consistency_sheet(h: Any) -> dict[str, Any]:
                 "rows": meta.get("rows"), "columns": meta.get("columns"), "score_message": st.score_message,
                 "sheet_size": list(__import__("PIL.Image").Image.open(st.sheet).size) if st.sheet else None,
                 "loaded": [[Path(f).name for _n, f in p._lora_studio_test_passes[0]["loaded"]] for p in PROCESSING]}
+    except Exception:
+        return {"error": traceback.format_exc()}
+
+
+def consistency_epochs(h: Any) -> dict[str, Any]:
+    """A character's sheet with one of its versions and a training job's epoch file (outside the LoRA
+    folders): the file is staged into the LoRA folder, found by the real built-in Lora after the list refresh,
+    and removed afterwards. The job manager is a stand-in holding the job's output folder."""
+    try:
+        from lib_lora.consistency import SheetManager, SheetRequest
+
+        class Jobs:
+            def get(self, job_id: str) -> Any:
+                if job_id != "j1":
+                    raise KeyError(job_id)
+                return _NS(spec={"output_dir": CONFIG["epoch_dir"]})
+
+        PROCESSING.clear()
+        manager = SheetManager(h, jobs=Jobs, embedder=lambda: None)
+        st = manager.wait(manager.submit(SheetRequest(character="hero", versions=("v1", "job:j1/hero-000001.safetensors"),
+                                                      weights=(1.0,), steps=2, width=64, height=64)), 600)
+        meta = json.loads((Path(st.sheet).parent / "sheet.json").read_text(encoding="utf-8")) if st.sheet else {}
+        networks = sys.modules.get("networks")
+        return {"state": st.state, "message": st.message, "sheet": st.sheet, "columns": meta.get("columns"),
+                "cells": len(st.cells),
+                "loaded": [[f for _n, f in p._lora_studio_test_passes[0]["loaded"]] for p in PROCESSING],
+                "prompts": [p.prompt for p in PROCESSING],
+                "available_after": sorted(n for n in getattr(networks, "available_networks", {}) if n.startswith("lst"))}
     except Exception:
         return {"error": traceback.format_exc()}
 
