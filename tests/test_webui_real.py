@@ -350,7 +350,8 @@ def test_char_reference_unit_reaches_the_real_controlnet(run: dict[str, Any]) ->
     assert cn["script"].endswith("ControlNetForForgeOfficial") and len(cn["calls"]) == 1, cn
     call = cn["calls"][0]
     assert call["args_in_slice"] and call["slice_len"] == cn["span"][1] - cn["span"][0]
-    [unit] = call["enabled"]  # the API's default units are all disabled: ours is the one enabled
+    [unit] = call["enabled"]  # the API's default units are all disabled: ours took the first
+    assert call["enabled_at"] == [0], call["enabled_at"]
     assert unit["type"] == "lib_controlnet.external_code.ControlNetUnit"
     assert unit["module"] == "CLIP-ViT-H (IPAdapter)" and unit["preprocessor_known"], unit
     assert unit["model"].startswith("ip-adapter_sd15 [") and unit["model_file"].endswith("ip-adapter_sd15.safetensors")

@@ -180,6 +180,8 @@ def controlnet_probe(active: bool) -> Any:
             except Exception as exc:
                 inputs.append(f"{type(exc).__name__}: {exc}")
         record["calls"].append({
+            "enabled_at": [i for i, a in enumerate(args)
+                           if (a.get("enabled") if isinstance(a, dict) else getattr(a, "enabled", False))],
             "input_images": inputs,
             "args_in_slice": all(a is b for a, b in zip(p.script_args[script.args_from:script.args_to], args, strict=True)),
             "slice_len": len(args),
