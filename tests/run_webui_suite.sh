@@ -11,11 +11,17 @@
 # sampler are stubbed), nothing is downloaded (HF_HUB_OFFLINE=1), and LoRA Studio is linked into a
 # temporary data dir's extensions/ folder, so the install is not modified.
 #
+# PYTHON (default python3) runs pytest and needs LoRA Studio's core requirements. The two extra-networks
+# pane tests also need `playwright` importable by it and Debian's chromium (/usr/bin/chromium, or
+# LORA_STUDIO_CHROMIUM); without playwright they are skipped. To borrow playwright from another venv of
+# the same Python version, link its `playwright` and `greenlet` packages into a folder and put that folder
+# on PYTHONPATH after the repository (not the whole site-packages: its pytest would shadow PYTHON's).
+#
 # This script installs nothing; it only runs the tests, one WebUI after another.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-python3}"
-[ $# -gt 0 ] || { sed -n '2,14p' "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,20p' "$0"; exit 2; }
 status=0
 for spec in "$@"; do
     dir="${spec%%=*}"

@@ -188,8 +188,12 @@ def test_forge_unit_goes_into_the_script_args_slice(standin: Any, monkeypatch: p
     w, cn_dir = standin
     model = _touch(cn_dir / "ip-adapter_sd15.safetensors")
     ext = types.SimpleNamespace(ControlNetUnit=FakeUnit)
-    state = types.SimpleNamespace(controlnet_filenames={"None": "x", "ip-adapter_sd15 [6a3f6166]": str(model)},
-                                  update_cn_models=lambda: None)
+    state = types.SimpleNamespace(controlnet_filename_dict={"None": "x"})
+
+    def update_controlnet_filenames() -> None:  # as Forge's: rebinds the dict
+        state.controlnet_filename_dict = {"None": "x", "ip-adapter_sd15 [6a3f6166]": str(model)}
+
+    state.update_controlnet_filenames = update_controlnet_filenames
     monkeypatch.setattr(ipadapter, "forge_controlnet", lambda: (ext, state))
     monkeypatch.setattr(w.host(), "kind", "forge")
     runner = types.SimpleNamespace(alwayson_scripts=[FakeScript("ControlNet", 1, 4)])
@@ -199,7 +203,7 @@ def test_forge_unit_goes_into_the_script_args_slice(standin: Any, monkeypatch: p
     ours = p.script_args[2]
     assert isinstance(p.script_args, tuple) and p.script_args[1] == {"enabled": True, "module": "canny"}
     assert ours.enabled and ours.module == "CLIP-ViT-H (IPAdapter)" and ours.model == "ip-adapter_sd15 [6a3f6166]"
-    assert ours.image["image"].shape == (8, 8, 3) and ours.image["mask"].shape == (8, 8, 3)
+    assert ours.image.shape == (8, 8, 3) and ours.image.dtype.name == "uint8"
     assert p.script_args[3].enabled is False
 
     full = FakeP("<char:hero>", ("x", FakeUnit(enabled=True)), types.SimpleNamespace(

@@ -121,10 +121,20 @@ def run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[st
 
     (refchar / "reference" / "front.png").write_bytes(png_bytes())
     (refchar / "prompts.txt").write_text("trigger: reftok\nuse reference: yes\n", encoding="utf-8")
+    controlnet = root / "ControlNet"  # the ControlNet setting's extra model folder, for one scenario only:
+    controlnet.mkdir()  # a stand-in IP-Adapter file, found by name (nothing loads it: rendering is not tested)
+    (controlnet / "ip-adapter_sd15.safetensors").write_bytes(b"not weights")
+    scenarios = dict(SCENARIOS, char_reference_unit={
+        "request": {"prompt": "<char:refchar> x"}, "controlnet_probe": True,
+        "options": {"control_net_models_path": str(controlnet)},
+    })
     sys.path.insert(0, str(REPO / "tests"))
     from factory import make_checkpoint
 
     make_checkpoint(ckpt, "sd15", "ckpt-sd1")
+    epochs = root / "train-out"  # a training job's output folder, outside the LoRA folders
+    epochs.mkdir()
+    shutil.copyfile(fixtures_dir / SD15, epochs / "hero-000001.safetensors")
     (data / "extensions" / "lora-studio").symlink_to(REPO, target_is_directory=True)
     out = root / "out.json"
     config = {
@@ -134,11 +144,12 @@ def run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[st
         "checkpoint": "sd15.safetensors",
         "clip_tokenizer": str(fixtures_dir / "clip-tokenizer"),
         "out": str(out),
+        "epoch_dir": str(epochs),
         "styles": [
             {"name": "alice", "prompt": "{prompt}, <lora:zk_alice:0.7>", "negative": "bad hands"},
             {"name": "hero_v1", "prompt": "{prompt}, <char:hero:v1>", "negative": "bad hands"},
         ],
-        "scenarios": SCENARIOS,
+        "scenarios": scenarios,
     }
     command, env = _runner(root, config)
     log = root / "webui.log"
@@ -327,6 +338,30 @@ def test_char_reference_without_model_says_what_to_install(run: dict[str, Any]) 
     assert any(wanted in c for c in s["comments"]), s["comments"]
 
 
+def test_char_reference_unit_reaches_the_real_controlnet(run: dict[str, Any]) -> None:
+    """Issue 11 part 5: with an IP-Adapter model file present, ``<char:refchar>`` gets an enabled unit in the
+    ControlNet script's slice of ``p.script_args``, read back by the real ControlNet's ``get_enabled_units``
+    (A1111: needs sd-webui-controlnet, which the suite does not install)."""
+    if run["flavor"] != "forge":
+        pytest.skip("A1111 has no built-in ControlNet")
+    s = _scenario(run, "char_reference_unit")
+    cn = s["controlnet"]
+    assert "error" not in cn, cn["error"]
+    assert cn["script"].endswith("ControlNetForForgeOfficial") and len(cn["calls"]) == 1, cn
+    call = cn["calls"][0]
+    assert call["args_in_slice"] and call["slice_len"] == cn["span"][1] - cn["span"][0]
+    [unit] = call["enabled"]  # the API's default units are all disabled: ours took the first
+    assert call["enabled_at"] == [0], call["enabled_at"]
+    assert unit["type"] == "lib_controlnet.external_code.ControlNetUnit"
+    assert unit["module"] == "CLIP-ViT-H (IPAdapter)" and unit["preprocessor_known"], unit
+    assert unit["model"].startswith("ip-adapter_sd15 [") and unit["model_file"].endswith("ip-adapter_sd15.safetensors")
+    assert unit["weight"] == 0.7 and unit["image_shape"] == [8, 8, 3] and unit["image_dtype"] == "uint8"
+    assert call["input_images"] == [[[8, 8, 3]]], call["input_images"]  # ControlNet's own image reader took it
+    assert not any("IP-Adapter" in c or "reference image" in c for c in s["comments"]), s["comments"]
+    info = s["infotexts"][0].strip().splitlines()[-1]
+    assert 'Character reference: "refchar: front.png (CLIP-ViT-H (IPAdapter), ip-adapter_sd15 [' in info, info
+
+
 def test_consistency_sheet_in_the_real_webui(run: dict[str, Any]) -> None:
     """Rows, columns and labels of a sheet rendered through the real processing (not the art)."""
     from lib_lora.consistency.scenes import trainer_scenes
@@ -339,6 +374,23 @@ def test_consistency_sheet_in_the_real_webui(run: dict[str, Any]) -> None:
     assert len(s["cells"]) == 20 and all(c["image"] and c["score"] is None for c in s["cells"])
     assert s["score_message"].startswith("score skipped")
     assert len(s["loaded"]) == 20 and {tuple(x) for x in s["loaded"]} == {("zk_alice.safetensors",), ("kotori.safetensors",)}
+
+
+def test_consistency_sheet_stages_epoch_files(run: dict[str, Any]) -> None:
+    """A character's version and a training job's epoch file: the epoch file is staged into the LoRA folder,
+    loaded by the real built-in Lora under its staged name, and gone (from disk and the list) afterwards."""
+    s = run["consistency_epochs"]
+    assert "error" not in s, s.get("error")
+    assert s["state"] == "succeeded", s["message"]
+    assert s["cells"] == 10 and len(s["loaded"]) == 10, s
+    root = Path(run["_root"]) / "Lora"
+    files = {Path(f).relative_to(root).as_posix() for cell in s["loaded"] for f in cell}
+    staged = sorted(f for f in files if f.startswith("LoRA Studio/"))
+    assert files - set(staged) == {"characters/hero/lora/hero_v1.safetensors"}, files
+    assert len(staged) == 1 and staged[0].endswith("_hero-000001.safetensors"), staged
+    assert not (root / "LoRA Studio").exists() and s["available_after"] == []
+    assert Path(s["sheet"]).is_relative_to(root / "characters" / "hero"), s["sheet"]
+    print("columns:", s["columns"])
 
 
 def test_tagger_signatures_and_messages(run: dict[str, Any]) -> None:

@@ -118,7 +118,10 @@ def main() -> None:
         for key, value in spec.get("options", {}).items():
             shared.opts.set(key, value)
         try:
-            OUT["scenarios"][name] = run_scenario(api, models, spec, forge)
+            with controlnet_probe(spec.get("controlnet_probe", False)) as probe:
+                OUT["scenarios"][name] = run_scenario(api, models, spec, forge)
+            if probe is not None:
+                OUT["scenarios"][name]["controlnet"] = probe
         except Exception:
             OUT["scenarios"][name] = {"error": traceback.format_exc()}
         for key in spec.get("options", {}):
@@ -141,7 +144,68 @@ def main() -> None:
     OUT["queue_lock_held"] = seen == [False]
     OUT["remote"] = {"is_remote": h.is_remote(), "auth": h.api_auth_required()}
     OUT["consistency"] = consistency_sheet(h)
+    OUT["consistency_epochs"] = consistency_epochs(h)
     OUT["taggers"] = taggers(h)
+
+
+@contextlib.contextmanager
+def controlnet_probe(active: bool) -> Any:
+    """Forge's built-in ControlNet script, with its ``process`` reduced to reading its units: the real
+    ``get_enabled_units`` over the arguments the WebUI hands it (its slice of ``p.script_args``), recorded;
+    nothing is preprocessed or rendered (no CLIP vision or IP-Adapter weights here)."""
+    if not active:
+        yield None
+        return
+    from modules import scripts
+
+    record: dict[str, Any] = {"calls": []}
+    script = next((s for s in scripts.scripts_txt2img.alwayson_scripts if str(s.title()) == "ControlNet"), None)
+    if script is None:
+        record["error"] = "no ControlNet script among the always-on txt2img scripts"
+        yield record
+        return
+    record["script"] = f"{type(script).__module__}.{type(script).__name__}"
+    record["span"] = [script.args_from, script.args_to]
+
+    def process(p: Any, *args: Any, **kwargs: Any) -> None:
+        from lib_controlnet import global_state
+
+        units = script.get_enabled_units(args)  # the real one: API dicts become ControlNetUnit
+        h, w, _hr_h, _hr_w = script.get_target_dimensions(p)
+        inputs = []  # the real reader of a unit's image (what process hands the preprocessor)
+        for u in units:
+            try:
+                images, _mode = script.get_input_data(p, u, global_state.get_preprocessor(u.module), h, w)
+                inputs.append([list(image.shape) for image, _mask in images])
+            except Exception as exc:
+                inputs.append(f"{type(exc).__name__}: {exc}")
+        record["calls"].append({
+            "enabled_at": [i for i, a in enumerate(args)
+                           if (a.get("enabled") if isinstance(a, dict) else getattr(a, "enabled", False))],
+            "input_images": inputs,
+            "args_in_slice": all(a is b for a, b in zip(p.script_args[script.args_from:script.args_to], args, strict=True)),
+            "slice_len": len(args),
+            "enabled": [{
+                "type": type(u).__module__ + "." + type(u).__name__, "module": u.module, "model": u.model,
+                "weight": u.weight, "image_shape": list(getattr(u.image, "shape", []) or []),
+                "image_dtype": str(getattr(u.image, "dtype", "")),
+                "preprocessor_known": global_state.get_preprocessor(u.module) is not None,
+                "model_file": global_state.controlnet_filename_dict.get(u.model),
+            } for u in units],
+        })
+        script.current_params = {}
+
+    def nothing(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    patched = {"process": process, "process_before_every_sampling": nothing, "postprocess_batch_list": nothing}
+    for attr, fn in patched.items():
+        setattr(script, attr, fn)
+    try:
+        yield record
+    finally:
+        for attr in patched:
+            script.__dict__.pop(attr, None)
 
 
 def consistency_sheet(h: Any) -> dict[str, Any]:
@@ -158,6 +222,34 @@ def consistency_sheet(h: Any) -> dict[str, Any]:
                 "rows": meta.get("rows"), "columns": meta.get("columns"), "score_message": st.score_message,
                 "sheet_size": list(__import__("PIL.Image").Image.open(st.sheet).size) if st.sheet else None,
                 "loaded": [[Path(f).name for _n, f in p._lora_studio_test_passes[0]["loaded"]] for p in PROCESSING]}
+    except Exception:
+        return {"error": traceback.format_exc()}
+
+
+def consistency_epochs(h: Any) -> dict[str, Any]:
+    """A character's sheet with one of its versions and a training job's epoch file (outside the LoRA
+    folders): the file is staged into the LoRA folder, found by the real built-in Lora after the list refresh,
+    and removed afterwards. The job manager is a stand-in holding the job's output folder."""
+    try:
+        from lib_lora.consistency import SheetManager, SheetRequest
+
+        class Jobs:
+            def get(self, job_id: str) -> Any:
+                if job_id != "j1":
+                    raise KeyError(job_id)
+                return _NS(spec={"output_dir": CONFIG["epoch_dir"]})
+
+        PROCESSING.clear()
+        manager = SheetManager(h, jobs=Jobs, embedder=lambda: None)
+        st = manager.wait(manager.submit(SheetRequest(character="hero", versions=("v1", "job:j1/hero-000001.safetensors"),
+                                                      weights=(1.0,), steps=2, width=64, height=64)), 600)
+        meta = json.loads((Path(st.sheet).parent / "sheet.json").read_text(encoding="utf-8")) if st.sheet else {}
+        networks = sys.modules.get("networks")
+        return {"state": st.state, "message": st.message, "sheet": st.sheet, "columns": meta.get("columns"),
+                "cells": len(st.cells),
+                "loaded": [[f for _n, f in p._lora_studio_test_passes[0]["loaded"]] for p in PROCESSING],
+                "prompts": [p.prompt for p in PROCESSING],
+                "available_after": sorted(n for n in getattr(networks, "available_networks", {}) if n.startswith("lst"))}
     except Exception:
         return {"error": traceback.format_exc()}
 

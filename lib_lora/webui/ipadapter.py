@@ -9,7 +9,9 @@ Its one job is reaching ControlNet; what to add is :mod:`lib_lora.characters.ipa
   ``get_models()`` (titles ``name [hash]``) and ``update_cn_script_in_processing(p, units)``;
 * Forge's built-in ControlNet (``lib_controlnet``, no such helper): the ControlNet script's slice of
   ``p.script_args`` (``args_from:args_to``) holds its units (``ControlNetUnit`` objects or API dicts); the
-  first disabled one is replaced by ours. Model titles come from ``global_state.controlnet_filenames``.
+  first disabled one is replaced by ours. ``global_state.update_controlnet_filenames()`` rescans the model
+  folders and rebinds ``global_state.controlnet_filename_dict`` (titles ``name [hash]`` -> path); the
+  unit's ``image`` is a plain HxWx3 uint8 array (its script reads ``unit.image`` as an array).
 
 The unit takes the place of the first disabled unit and never replaces one the user enabled. Runs before
 ControlNet reads its units (in ``process``). Missing ControlNet or model: one plain warning.
@@ -140,16 +142,11 @@ def add_unit_a1111(p: Any, unit: Any, external_code: Any) -> str:
 
 def add_unit_forge(p: Any, unit: Any, external_code: Any, global_state: Any) -> str:
     """Put ``unit`` into the first disabled unit of Forge's ControlNet script arguments."""
-    import numpy as np
-
     script = next((s for s in getattr(p.scripts, "alwayson_scripts", []) if str(s.title()).lower() == "controlnet"), None)
     if script is None:
         raise LookupError("Forge's ControlNet script is not part of this generation")
-    try:
-        global_state.update_cn_models()
-    except Exception:
-        pass
-    title = _title(getattr(global_state, "controlnet_filenames", {}), unit.model.stem)
+    global_state.update_controlnet_filenames()  # rebinds the dict: read it afterwards
+    title = _title(global_state.controlnet_filename_dict, unit.model.stem)
     if title is None:
         raise LookupError(f"ControlNet does not list {unit.model.stem}: refresh ControlNet's model list")
     args = list(p.script_args)
@@ -157,10 +154,8 @@ def add_unit_forge(p: Any, unit: Any, external_code: Any, global_state: Any) -> 
     free = next((i for i in span if not _enabled(args[i])), None)
     if free is None:
         raise LookupError("every ControlNet unit is in use: disable one for the character's reference image")
-    image = _image(unit.image)
     args[free] = external_code.ControlNetUnit(
-        enabled=True, module=unit.module, model=title, weight=unit.weight,
-        image={"image": image, "mask": np.zeros_like(image)},
+        enabled=True, module=unit.module, model=title, weight=unit.weight, image=_image(unit.image),
     )
     p.script_args = tuple(args) if isinstance(p.script_args, tuple) else args
     return title
