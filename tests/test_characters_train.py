@@ -82,3 +82,41 @@ def test_pick_references_and_character_training(tmp_path: Path) -> None:
     assert [Path(p).name for p in pick_references(tmp_path / "ds", count=2)] == ["c.png", "b.png"]
     ct = character_training(tmp_path / "chars", "Hero", "herotok")
     assert ct.new and ct.output_name == "Hero_v1"
+
+
+def test_two_trainings_started_together_get_their_own_versions(world: World) -> None:
+    """The second is planned while the first still runs: it must not be trained as ``_v1`` too (its file
+    would be installed as ``_v2`` with the alias ``Zed_v1``, which the WebUI's alias table gives to the
+    wrong file)."""
+    first = world.service.start(world.request(character="Zed", trigger="zed"))
+    second = world.service.start(world.request(character="Zed", trigger="zed"))
+    assert world.service.plan(world.request(character="Zed", trigger="zed")).output_name == "Zed_v3"
+    lora = world.loras / "characters" / "Zed" / "lora"
+    for job_id, n in ((second, 2), (first, 1)):  # the later one may finish first: each keeps its number
+        view = world.service.wait(job_id, timeout=60)
+        assert view.state == SUCCEEDED and view.installed is not None, view.install_error
+        assert view.installed.path == str(lora / f"Zed_v{n}.safetensors")
+        assert read_header(view.installed.path).metadata["ss_output_name"] == f"Zed_v{n}"
+
+
+def test_install_keeps_the_trained_version_while_it_is_free(tmp_path: Path) -> None:
+    from lib_lora.characters.training import destination_args
+
+    lora = tmp_path / "chars" / "Hero" / "lora"
+    lora.mkdir(parents=True)
+    (lora / "Hero_v2.safetensors").write_bytes(b"x")
+    intent = {"root": str(tmp_path / "chars"), "name": "Hero", "version": 1}
+    folder, stem, numbering = destination_args(intent)
+    assert folder == str(lora) and stem == "Hero"
+    assert [numbering(stem, n) for n in (1, 2, 3)] == ["Hero_v1", "Hero_v3", "Hero_v4"]  # v1 is still free
+    # an intent without a version (an older job record): the next free one
+    _, _, plain = destination_args({"root": str(tmp_path / "chars"), "name": "Hero"})
+    assert plain(stem, 1) == "Hero_v3"
+    # versions held by trainings not installed yet are skipped; another character's or root's are not
+    pending = [{"root": str(tmp_path / "chars"), "name": "hero", "version": 4},
+               {"root": str(tmp_path / "chars"), "name": "Other", "version": 9},
+               {"root": str(tmp_path / "elsewhere"), "name": "Hero", "version": 7}]
+    assert character_training(tmp_path / "chars", "Villain", "v", pending).version == 1
+    assert character_training(tmp_path / "chars", "HERO", "h", pending).output_name == "Hero_v5"
+    assert character_training(tmp_path / "chars", "Hero", "h", pending[1:]).output_name == "Hero_v3"
+    assert character_training(tmp_path / "chars", "Villain", "v", [{**pending[1], "name": "villain"}]).version == 10

@@ -61,8 +61,12 @@ class CharacterTraining:
                 "new": self.new, "references": [os.path.abspath(r) for r in references]}
 
 
-def character_training(root: str | os.PathLike[str] | None, name: str, trigger: str | None = None) -> CharacterTraining:
-    """The character ``name`` under ``root`` (an existing one, matched case-insensitively, or a new one)."""
+def character_training(root: str | os.PathLike[str] | None, name: str, trigger: str | None = None,
+                       pending: Sequence[Mapping[str, Any]] = ()) -> CharacterTraining:
+    """The character ``name`` under ``root`` (an existing one, matched case-insensitively, or a new one).
+    ``pending`` are the :meth:`CharacterTraining.intent` of trainings started but not installed yet: the
+    version numbers they were trained under are taken too, so two trainings started one after the other
+    are not both trained as ``_v1``."""
     if root is None:
         raise CharacterError("there is no characters folder (no LoRA folder, no setting, no LORA_STUDIO_CHARACTERS)")
     base = Path(root)
@@ -74,11 +78,27 @@ def character_training(root: str | os.PathLike[str] | None, name: str, trigger: 
             raise CharacterError(
                 f"character {existing.name!r} has no trigger in its prompts.txt: give one (--trigger)"
             )
-        return CharacterTraining(str(base), existing.name, word, next_version(existing.folder, existing.name), False)
+        version = max(next_version(existing.folder, existing.name), _after_pending(base, existing.name, pending))
+        return CharacterTraining(str(base), existing.name, word, version, False)
     checked = check_name(name)
     if not given:
         raise CharacterError(f"{checked!r} is a new character: give its trigger word (--trigger)")
-    return CharacterTraining(str(base), checked, given, 1, True)
+    return CharacterTraining(str(base), checked, given, _after_pending(base, checked, pending), True)
+
+
+def _after_pending(root: Path, name: str, pending: Sequence[Mapping[str, Any]]) -> int:
+    """One more than the highest version ``pending`` trainings of ``name`` under ``root`` hold (1: none)."""
+    highest = 0
+    for intent in pending:
+        try:
+            same = (str(intent.get("name", "")).casefold() == name.casefold()
+                    and os.path.normcase(os.path.abspath(str(intent.get("root", "")))) == os.path.normcase(
+                        os.path.abspath(root)))
+            if same:
+                highest = max(highest, int(intent.get("version") or 0))
+        except (TypeError, ValueError):
+            continue
+    return highest + 1
 
 
 def _caption(image: Path, extension: str) -> str:
@@ -121,12 +141,19 @@ def pick_references(folder: str | os.PathLike[str], caption_extension: str = ".t
 
 
 def destination_args(intent: Mapping[str, Any]) -> tuple[str, str, Any]:
-    """``(folder, stem, numbering)`` of a character's next version, for :class:`lib_lora.train.placement.
-    Destination`: ``<name>_v<N>`` with ``N`` from the next free version on (counted now, at install)."""
+    """``(folder, stem, numbering)`` of a character's version, for :class:`lib_lora.train.placement.
+    Destination`: ``<name>_v<N>`` with the version it was trained as (``--output_name``, so the alias in
+    the file is its stem) while that name is free, else the next free version (counted now, at install)."""
     folder = os.path.join(str(intent["root"]), str(intent["name"]))
     first = next_version(folder, str(intent["name"]))
+    try:
+        trained = int(intent.get("version") or 0)
+    except (TypeError, ValueError):
+        trained = 0
 
     def numbering(stem: str, n: int) -> str:
+        if trained > 0:
+            return version_stem(stem, trained if n == 1 else first + n - 2)
         return version_stem(stem, first + n - 1)
 
     return os.path.join(folder, LORA_DIR), str(intent["name"]), numbering

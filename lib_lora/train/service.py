@@ -99,6 +99,8 @@ class TrainingService:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._installing: set[str] = set()
+        self._start_lock = threading.RLock()
+        self._starting: list[dict[str, Any]] = []  # character versions of start() calls not submitted yet
         self._results: dict[str, dict[str, Any]] = {}  # result.json of installed jobs (never changes)
         self._closed = False
         self._unsubscribe = self.jobs.subscribe(self._on_job)
@@ -248,10 +250,10 @@ class TrainingService:
              output_dir: str | None = None) -> TrainingPlan:
         """The training plan for ``request`` (nothing is written or started)."""
         self.require_local("training")
-        plan, _report, _name = self._plan(request, report=report, output_dir=output_dir)
+        plan, _report, _name = self._plan(request, self._character(request), report=report, output_dir=output_dir)
         return plan
 
-    def _plan(self, request: TrainingRequest, *, report: DatasetReport | None = None,
+    def _plan(self, request: TrainingRequest, character: Any, *, report: DatasetReport | None = None,
               output_dir: str | None = None, free_vram_bytes: int | None = None
               ) -> tuple[TrainingPlan, DatasetReport, str]:
         if request.preset not in PRESET_NAMES:
@@ -259,7 +261,6 @@ class TrainingService:
         if request.kind not in KINDS:
             raise TrainingError(f"unknown LoRA kind {request.kind!r} (choose one of: {', '.join(KINDS)})")
         folder = validate_folder(request.folder)
-        character = self._character(request)
         if character is not None:  # trained as <name>_v<N> so the alias kohya writes is the file's stem
             request = dataclasses.replace(request, trigger=character.trigger, output_name=character.output_name)
         trigger = validate_trigger(request.trigger)
@@ -315,23 +316,37 @@ class TrainingService:
             raise TrainingError("the training service is closed")
         if not 0 <= float(request.preferred_weight) <= 2:
             raise TrainingError(f"preferred weight {request.preferred_weight} is outside 0..2")
-        plan, report, ckpt_name = self._plan(request, report=report)  # every refusal before the GPU is touched
+        with self._start_lock:  # a character's version is taken from here on (see _pending_characters)
+            character = self._character(request)
+            starting = character.intent(()) if character is not None else None
+            if starting is not None:
+                self._starting.append(starting)
+        try:
+            job_id, held = self._start(request, character, report)
+        finally:
+            if starting is not None:
+                with self._start_lock:
+                    self._starting.remove(starting)
+        if held:
+            self._bind(job_id)
+        return job_id
+
+    def _start(self, request: TrainingRequest, character: Any, report: DatasetReport | None) -> tuple[str, bool]:
+        plan, report, ckpt_name = self._plan(request, character, report=report)  # every refusal before the GPU
         self._check_trainer(plan)
         hold_queue = self._wants_queue(request)
         held = self._hold.reserve(hold_queue=hold_queue, free_vram=request.free_vram)
         try:
             if request.preset == "fast" and request.free_vram_bytes is None and held and request.free_vram:
                 # the WebUI's model has just left the GPU: size the batch from what is free now
-                plan, report, ckpt_name = self._plan(request, report=report, output_dir=plan.output_dir)
+                plan, report, ckpt_name = self._plan(request, character, report=report, output_dir=plan.output_dir)
             spec = plan.write_files(plan.job_dir)
-            job_id = self.jobs.submit(spec, self._meta(plan, request, ckpt_name), gpu_ids=plan.gpu_ids)
+            job_id = self.jobs.submit(spec, self._meta(plan, request, ckpt_name, character), gpu_ids=plan.gpu_ids)
         except BaseException:
             if held:
                 self._hold.cancel_reservation()
             raise
-        if held:
-            self._bind(job_id)
-        return job_id
+        return job_id, held
 
     def _wants_queue(self, request: TrainingRequest) -> bool:
         """Hold the generation queue? The request's choice; else in a WebUI yes — unless the model stays
@@ -355,10 +370,9 @@ class TrainingService:
                 f"the trainer environment is missing ({py} does not exist): press 'Set up trainer' first"
             )
 
-    def _meta(self, plan: TrainingPlan, request: TrainingRequest, ckpt_name: str) -> dict[str, Any]:
+    def _meta(self, plan: TrainingPlan, request: TrainingRequest, ckpt_name: str, character: Any) -> dict[str, Any]:
         roots = [os.fspath(r) for r in self.host.lora_roots()]
         intent = install_intent(plan, roots[0] if roots else None, ckpt_name, request.preferred_weight)
-        character = self._character(request)
         if character is not None:
             from lib_lora.characters.training import pick_references
 
@@ -388,9 +402,23 @@ class TrainingService:
         settings = self.host.settings()
         root = character_root(getattr(settings, "characters_root", ""), self.host.lora_roots())
         try:
-            return character_training(root, request.character, request.trigger)
+            return character_training(root, request.character, request.trigger, self._pending_characters())
         except CharacterError as exc:
             raise TrainingError(str(exc)) from None
+
+    def _pending_characters(self) -> list[dict[str, Any]]:
+        """The character intents of jobs that may still install a version: queued, running, or
+        succeeded and not installed yet (failed and cancelled ones hold no version number)."""
+        with self._start_lock:
+            pending = list(self._starting)
+        for record in self.jobs.list():
+            intent = (record.meta.get("install") or {}).get("character")
+            if not isinstance(intent, dict):
+                continue
+            if record.status.done and (record.state != SUCCEEDED or read_result(record.job_dir) is not None):
+                continue
+            pending.append(intent)
+        return pending
 
     def _bind(self, job_id: str) -> None:
         self._hold.bind(job_id)
