@@ -249,7 +249,11 @@
                 card.classList.toggle("lss-in-prompt", inPane.has((card.dataset.name || "").toLowerCase()));
             });
         });
+        const texts = new Map(); // one prompt read per tab, not per card
         app().querySelectorAll(".lss-char-card").forEach(function (card) {
+            const [p] = targetPrompts(card);
+            if (!texts.has(p)) texts.set(p, p ? p.value : "");
+            const text = texts.get(p);
             card.classList.toggle("lss-in-prompt", !!text && charRegex(card.dataset.char || "\u0000").test(text));
         });
     }
@@ -407,6 +411,17 @@
                 else badge.textContent = text;
             }
         }
+        // the characters' version badges (not counted: the counts are the LoRA cards')
+        pane.querySelectorAll(".lss-pane-ver").forEach(function (badge) {
+            const code = index >= 0 ? (badge.dataset.lssLevels || "").charAt(index) : "u";
+            const level = LEVELS[code] || "unknown";
+            const was = badge.dataset.compat;
+            if (was === level) return;
+            badge.dataset.compat = level;
+            badge.classList.replace("lss-" + was, "lss-" + level);
+            const word = badge.querySelector(".lss-ver-word");
+            if (word) word.textContent = texts[level] || level;
+        });
         pane.dataset.checkpoint = value;
         pane.dataset.lssApplied = value;
         const ckpt = pane.querySelector(".lss-pane-ckpt");

@@ -87,6 +87,13 @@ def page_file(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> P
     from PIL import Image
 
     Image.new("RGB", (64, 96), (200, 60, 60)).save(w.lora_dir / "zk_alice.png")
+    # A character whose prompts.txt records the SDXL LoRA (its version badge flips with the checkpoint).
+    from lib_lora.characters import add_images, create_character
+
+    hero = create_character(w.lora_dir / "characters", "hero", trigger="herotok",
+                            lora_path=str(w.lora_dir / "xl" / "myxl_style.safetensors"))
+    Image.new("RGB", (64, 64), (60, 200, 60)).save(root / "ref.png")
+    add_images(hero, [root / "ref.png"])
     make_checkpoint(w.ckpt_dir, "sd15", "ckpt-sd1")
     make_checkpoint(w.ckpt_dir, "sdxl", "ckpt-sdxl")
     w.start()
@@ -206,3 +213,42 @@ def test_pane_data_is_json_the_script_reads(page_file: Path) -> None:
     assert raw is not None
     classes = json.loads(html_mod.unescape(raw.group(1)))
     assert {"sd15.safetensors", "sdxl.safetensors"} <= set(classes)
+
+
+@pytest.mark.parametrize("tab", ["txt2img", "img2img"])
+def test_pane_characters_insert_char_tag_and_follow_the_checkpoint(browser, page_file: Path, tab: str,  # type: ignore[no-untyped-def]
+                                                                    test_output: Path) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        page.goto(page_file.as_uri())
+        page.wait_for_function("() => window.loraStudio !== undefined")
+        hero = page.locator(f'#tab_{tab} .lss-pane .lss-char-card[data-char="hero"]')
+        assert "herotok" in hero.inner_text()
+        assert hero.locator("img").evaluate("e => e.loading") == "lazy"
+        badge = hero.locator(".lss-pane-ver")
+        assert "myxl_style" in badge.inner_text() and "incompatible" in badge.inner_text()
+
+        _set_checkpoint(page, "sdxl.safetensors [0123abcd]")
+        page.wait_for_function(
+            f"() => document.querySelector('#tab_{tab} .lss-pane-ver .lss-ver-word').textContent"
+            ".includes('✓ compatible')"
+        )
+        assert "lss-exact" in (badge.get_attribute("class") or "").split()
+
+        other = "img2img" if tab == "txt2img" else "txt2img"
+        before_other = page.locator(f"#{other}_prompt textarea").input_value()
+        hero.locator(".lss-char-name").click()
+        assert "<char:hero>" in page.locator(f"#{tab}_prompt textarea").input_value()
+        assert page.locator(f"#{other}_prompt textarea").input_value() == before_other
+        page.wait_for_function(
+            f"() => document.querySelector('#tab_{tab} .lss-pane .lss-char-card').classList.contains('lss-in-prompt')"
+        )
+        page.screenshot(path=str(test_output / f"pane-standin-{tab}-character.png"), full_page=True)
+        hero.click()
+        assert "<char:" not in page.locator(f"#{tab}_prompt textarea").input_value()
+        _set_checkpoint(page, "sd15.safetensors")
+        page.wait_for_function(
+            f"() => document.querySelector('#tab_{tab} .lss-pane-ver').dataset.compat === 'incompatible'"
+        )
+    finally:
+        page.close()

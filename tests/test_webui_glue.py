@@ -680,3 +680,47 @@ def test_extra_networks_page_tree_view_and_reload(webui: StandinWebUI) -> None:
     markup = _pane_page().create_html("txt2img")
     assert "o'neil & <co>" not in markup and "o&#x27;neil &amp; &lt;co&gt;" in markup
     assert "o'neil & <co>" in _Cards(markup).cards
+
+
+def _pane_markup(tabname: str) -> str:
+    from modules import ui_extra_networks
+
+    ui = ui_extra_networks.create_ui(None, [], tabname)
+    return str(ui.pages_contents[[p.title for p in ui.stored_extra_pages].index("LoRA Studio")])
+
+
+@pytest.mark.skipif(
+    not _detection_available(), reason="base-model detection (lib_lora.architecture) not implemented yet"
+)
+def test_extra_networks_page_shows_characters(webui: StandinWebUI, fixtures_dir: Path) -> None:
+    """The library's characters are cards on the pane page too: first reference image (lazy), trigger,
+    each version with its compatibility now and for every checkpoint class; a click inserts <char:NAME>."""
+    import html as html_mod
+    import re
+
+    from lib_lora.characters import add_images, scan_characters
+
+    root = _character(webui, fixtures_dir)
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (10, 200, 10)).save(webui.lora_dir / "ref.png")
+    add_images(scan_characters(root).characters[0], [webui.lora_dir / "ref.png"])
+    markup = _pane_markup("img2img")
+    cards = re.findall(r'<div class="lss-char-card lss-pane-char"(.*?)</div></div>', markup, re.S)
+    assert len(cards) == 1
+    hero = cards[0]
+    assert 'data-char="hero"' in hero and "herotok" in hero
+    assert re.search(r'<img class="lss-char-img" loading="lazy" alt="" '
+                     r'src="lora-studio/v1/characters/hero/image/reference/0\?v=\d+">', hero)
+    classes = json.loads(html_mod.unescape(re.search(r'data-lss-classes="([^"]*)"', markup).group(1)))
+    sd15, sdxl = classes["sd15.safetensors"], classes["sdxl.safetensors"]
+    versions = re.findall(r'class="lss-badge lss-compat lss-pane-ver lss-(\S+)" data-compat="\S+" '
+                          r'data-lss-levels="(\w*)"><b>(v\d)</b> <span class="lss-ver-word">([^<]*)<', hero)
+    assert sorted((v[2], v[0], v[3]) for v in versions) == [("v1", "exact", "✓ compatible"),
+                                                           ("v2", "exact", "✓ compatible")]
+    assert all(v[1][sd15] == "e" and v[1][sdxl] == "i" for v in versions)
+    webui.select_checkpoint("sdxl.safetensors")
+    flipped = _pane_markup("txt2img")
+    assert flipped.count("lss-pane-ver lss-incompatible") == 2
+    # The LoRA cards are still there, the character's own versions among them.
+    assert 'data-name="characters/hero/lora/hero_v1"' in flipped or "hero_v1" in flipped

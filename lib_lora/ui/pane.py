@@ -25,6 +25,7 @@ from typing import Any
 from lib_lora import browse
 from lib_lora.architecture import Detection
 from lib_lora.ui.browser import _initials, badges_html, esc, fx, insert_attrs, triggers_html
+from lib_lora.ui.pane_characters import PaneCharacter, build_characters, characters_html, characters_of
 
 #: The page's title in the pane's tab row (its id part is ``lora_studio``).
 PAGE_TITLE = "LoRA Studio"
@@ -65,6 +66,7 @@ class Pane:
     items: tuple[PaneItem, ...]
     classes: dict[str, int]
     selected: str | None
+    characters: tuple[PaneCharacter, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -87,8 +89,10 @@ def build_pane(
     checkpoints: Sequence[PaneCheckpoint],
     selected_title: str | None,
     preview_url: Callable[[browse.Card], str | None],
+    characters: Sequence[Any] = (),
 ) -> Pane:
-    """Every entry of ``catalog`` (in name order) with its levels against every checkpoint class."""
+    """Every entry of ``catalog`` (in name order) with its levels against every checkpoint class, and the
+    cards of ``characters`` (:class:`lib_lora.characters.Character`)."""
     keys: list[Any] = []
     dets: list[Detection] = []
     classes: dict[str, int] = {}
@@ -112,7 +116,8 @@ def build_pane(
         levels = "".join(LEVEL_CODES[catalog.compat(entry, det).level] for det in dets)
         card = browse.card_for(entry, catalog.compat(entry, selected_det))
         items.append(PaneItem(entry=entry, card=card, levels=levels, preview=preview_url(card)))
-    return Pane(items=tuple(items), classes=classes, selected=selected_title)
+    people = build_characters(characters, catalog, dets, selected_det, LEVEL_CODES)
+    return Pane(items=tuple(items), classes=classes, selected=selected_title, characters=people)
 
 
 def search_terms(entry: browse.Entry) -> str:
@@ -139,6 +144,7 @@ def pane_open_html(pane: Pane, tabname: str) -> str:
         f'<span class="lss-pane-ckpt">{ckpt}</span> <span class="lss-pane-counts">{summary}</span>'
         '<span class="lss-hidden-note"></span>'
         "</div>"
+        + characters_html(pane.characters, LEVEL_TEXTS)
     )
 
 
@@ -226,10 +232,13 @@ def pane_for_host(host: Any, preview_url: Callable[[browse.Card], str | None] | 
     except Exception:
         ref = None
     checkpoints = checkpoints_of(host)
+    people = characters_of(host)
     key = (id(host), id(catalog), catalog.generation, ref.title if ref else None, preview_url,
+           tuple((c.name, c.versions, c.references, tuple(c.prompts.trigger), c.prompts.lora) for c in people),
            tuple((c.title, c.name, c.detection and browse.Catalog._ckpt_key(c.detection)) for c in checkpoints))
     if _LAST and _LAST[0][0] == key:
         return _LAST[0][1]
-    built = build_pane(catalog, checkpoints, ref.title if ref else None, preview_url or preview_url_for(host))
+    built = build_pane(catalog, checkpoints, ref.title if ref else None, preview_url or preview_url_for(host),
+                       people)
     _LAST[:] = [(key, built)]
     return built
