@@ -724,3 +724,34 @@ def test_extra_networks_page_shows_characters(webui: StandinWebUI, fixtures_dir:
     assert flipped.count("lss-pane-ver lss-incompatible") == 2
     # The LoRA cards are still there, the character's own versions among them.
     assert 'data-name="characters/hero/lora/hero_v1"' in flipped or "hero_v1" in flipped
+
+
+def test_extra_networks_page_renders_one_window_of_a_big_library(webui: StandinWebUI,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the window only the first cards are rendered (the WebUI puts every page's cards in both tabs);
+    the wrapper knows the total and the whole library's counts per checkpoint class, and "show more" is there."""
+    import html as html_mod
+    import re
+
+    from lib_lora.ui import pane as pane_mod
+
+    monkeypatch.setattr(pane_mod, "WINDOW", 2)
+    pane_mod._LAST.clear()
+    markup = _pane_markup("txt2img")
+    cards = _Cards(markup)
+    assert list(cards.cards) == ["a/dup", "b/dup"]  # name order, the first window
+    assert cards.pane["data-lss-total"] == "5" and cards.pane["data-lss-window"] == "2"
+    assert re.search(r'class="lss-pane-more"[^>]*data-shown="2" data-matched="5">2 of 5 shown', markup)
+    counts = json.loads(html_mod.unescape(re.search(r'data-lss-counts="([^"]*)"', markup).group(1)))
+    classes = json.loads(cards.pane["data-lss-classes"])
+    sd15, sdxl = str(classes["sd15.safetensors"]), str(classes["sdxl.safetensors"])
+    assert counts[sd15]["incompatible"] == 2 and counts[sdxl]["incompatible"] == 3  # myxl+b/dup vs 3 SD1.5
+    assert counts["-1"]["unknown"] == 5
+    assert cards.pane["data-lss-incompatible"] == str(counts[sd15]["incompatible"])
+    # The rest, through what the API's pane/cards route answers.
+    model = pane_mod.pane_for_host(webui.host())
+    found = pane_mod.window_json(model, "red coat")
+    assert found["matched"] == 1 and 'data-name="zk_alice"' in found["html"]
+    assert "<lora:zk_alice:" in html_mod.unescape(found["html"])
+    only = pane_mod.window_json(model, "", "sdxl.safetensors [0123abcd]", True)
+    assert only["matched"] == 2 and 'data-name="myxl_style"' in only["html"]
