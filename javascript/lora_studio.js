@@ -523,14 +523,16 @@
                 else cards.innerHTML = data.html;
                 const bar = pane.querySelector(".lss-pane-more");
                 if (bar) bar.outerHTML = data.more;
-                watchMore(pane);
+                delete pane.dataset.lssLoading;
+                watchMore(pane); // still on screen: the next window comes at once
                 pane.dataset.lssKey = key;
                 pane.dataset.lssApplied = ""; // badge the new cards for the dropdown's checkpoint
                 updatePane(pane, ckpt);
                 markCards();
             })
             .catch(function (e) { console.warn("LoRA Studio: the pane's cards could not be loaded:", e); })
-            .finally(function () { if (paneRequests.get(pane) === seq) delete pane.dataset.lssLoading; });
+            .catch(function () { return null; })
+            .then(function () { if (paneRequests.get(pane) === seq) delete pane.dataset.lssLoading; });
     }
 
     const moreObserver = typeof IntersectionObserver === "function" ? new IntersectionObserver(function (entries) {
