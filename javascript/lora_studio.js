@@ -394,7 +394,16 @@
         } catch (e) { return {}; }
     }
 
+    // How long the pane's own work took (the last 40: benchmarks/pane_webui.py reads them).
+    const timings = [];
+
+    function timed(what, t0) {
+        timings.push({what: what, ms: performance.now() - t0});
+        if (timings.length > 40) timings.shift();
+    }
+
     function updatePane(pane, value) {
+        const started = performance.now();
         const classes = paneData(pane, "lssClasses");
         const texts = paneData(pane, "lssTexts");
         const bare = value.replace(/ \[[^\]]*\]$/, "");
@@ -452,6 +461,7 @@
             }
         });
         paneCompatOnly(pane.querySelector(".lss-pane-compat-only"));
+        timed("badges", started);
     }
 
     function updatePanes(value) {
@@ -513,10 +523,13 @@
             q: query, checkpoint: ckpt, compatible_only: compat ? "true" : "false",
             offset: String(offset), limit: pane.dataset.lssWindow,
         });
+        const asked = performance.now();
         fetch("lora-studio/v1/pane/cards?" + params.toString(), {credentials: "same-origin"})
             .then(function (r) { return r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status)); })
             .then(function (data) {
                 if (paneRequests.get(pane) !== seq) return; // a newer request took over
+                timed("request", asked);
+                const started = performance.now();
                 const cards = pane.querySelector(".extra-network-cards");
                 if (!cards) return;
                 if (append) cards.insertAdjacentHTML("beforeend", data.html);
@@ -529,6 +542,7 @@
                 pane.dataset.lssApplied = ""; // badge the new cards for the dropdown's checkpoint
                 updatePane(pane, ckpt);
                 markCards();
+                timed("window", started);
             })
             .catch(function (e) { console.warn("LoRA Studio: the pane's cards could not be loaded:", e); })
             .catch(function () { return null; })
@@ -608,6 +622,7 @@
         toggleCard: toggleCard,
         toggleCharacter: toggleCharacter,
         updatePanes: updatePanes,
+        timings: timings,
         hasPhrase: hasPhrase,
         targetPrompts: targetPrompts,
         currentPrompts: function (p, n) {
