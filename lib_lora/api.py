@@ -529,7 +529,7 @@ def make_router(host: Any, *, jobs: Any = None) -> APIRouter:
     ) -> Any:
         from lib_lora.ui import pane
 
-        return pane.window_json(pane.pane_for_host(host), q, checkpoint, compatible_only, offset, limit,
+        return pane.window_json(pane.pane_for_host(host, any_selection=True), q, checkpoint, compatible_only, offset, limit,
                                 paths=not ctx.remote())
 
     from lib_lora.api_characters import add_routes as add_character_routes

@@ -755,3 +755,7 @@ def test_extra_networks_page_renders_one_window_of_a_big_library(webui: StandinW
     assert "<lora:zk_alice:" in html_mod.unescape(found["html"])
     only = pane_mod.window_json(model, "", "sdxl.safetensors [0123abcd]", True)
     assert only["matched"] == 2 and 'data-name="myxl_style"' in only["html"]
+    # Another checkpoint selected: the API's windows reuse the pane (no rebuild of every card).
+    webui.select_checkpoint("sdxl.safetensors")
+    assert pane_mod.pane_for_host(webui.host(), any_selection=True) is model
+    assert pane_mod.pane_for_host(webui.host()) is not model

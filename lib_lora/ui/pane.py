@@ -304,9 +304,12 @@ def checkpoints_of(host: Any) -> list[PaneCheckpoint]:
 _LAST: list[tuple[Any, Pane]] = []  # the last pane built: the txt2img and img2img panes are built in a row
 
 
-def pane_for_host(host: Any, preview_url: Callable[[browse.Card], str | None] | None = None) -> Pane:
+def pane_for_host(host: Any, preview_url: Callable[[browse.Card], str | None] | None = None,
+                  any_selection: bool = False) -> Pane:
     """The pane of ``host``'s library against its checkpoints and its selected checkpoint (the last one is
-    reused while the library, the checkpoints, their detections and the selection are unchanged)."""
+    reused while the library, the checkpoints, their detections and the selection are unchanged; with
+    ``any_selection`` also after another checkpoint was selected: the API's windows are filtered by the
+    per-class levels and the script badges their cards for the dropdown's checkpoint)."""
     from lib_lora.ui.browser import preview_url_for
 
     catalog = browse.catalog_cache_for(host).get()
@@ -319,7 +322,7 @@ def pane_for_host(host: Any, preview_url: Callable[[browse.Card], str | None] | 
     key = (id(host), id(catalog), catalog.generation, ref.title if ref else None, preview_url,
            tuple((c.name, c.versions, c.references, tuple(c.prompts.trigger), c.prompts.lora) for c in people),
            tuple((c.title, c.name, c.detection and browse.Catalog._ckpt_key(c.detection)) for c in checkpoints))
-    if _LAST and _LAST[0][0] == key:
+    if _LAST and (_LAST[0][0] == key or any_selection and _LAST[0][0][:3] + _LAST[0][0][4:] == key[:3] + key[4:]):
         return _LAST[0][1]
     built = build_pane(catalog, checkpoints, ref.title if ref else None, preview_url or preview_url_for(host),
                        people)
