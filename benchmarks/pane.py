@@ -5,12 +5,14 @@
 The library is benchmarks/browser.py's (real synth headers hard-linked to ``--count`` files). Printed:
 
 - in-process: cold scan; building the pane (every LoRA against every checkpoint class; the second tab's
-  reuses it) and its HTML — what LoRA Studio adds to the WebUI's ``create_html`` (the WebUI's own
-  per-card work is not included);
+  reuses it) and its HTML (the first window of cards, lib_lora/ui/pane.py) — what LoRA Studio adds to the
+  WebUI's ``create_html`` (the WebUI's own per-card work is not included); one search window
+  (``pane.window_json``, what ``GET /lora-studio/v1/pane/cards`` answers);
 - browser (the pane's HTML with style.css and javascript/lora_studio.js, WebUI element ids, no WebUI
-  scripts): first paint (navigation to the first card on screen), checkpoint switch (dropdown value
-  changed to every badge flipped, includes the script's 150 ms poll), "compatible only" on and off;
-  medians of ``--rounds``.
+  scripts; the API route answered in-process by ``pane.window_json`` through Playwright's routing): first
+  paint (navigation to the first card on screen), checkpoint switch (dropdown value changed to every
+  badge flipped, includes the script's 150 ms poll), "compatible only" on and off and a search (to the
+  matching window in place); medians of ``--rounds``.
 
 The WebUI's own search box and sort buttons are its code and are not measured here.
 """
@@ -18,10 +20,12 @@ The WebUI's own search box and sort buttons are its code and are not measured he
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,8 +38,14 @@ overflow: hidden; vertical-align: top; }} .card .actions {{ position: absolute; 
 .hidden {{ display: none; }}</style></head><body>
 <div id="setting_sd_model_checkpoint"><input value="sd15.safetensors"></div>
 <div id="tabs"><div id="tab_txt2img"><div id="txt2img_prompt"><textarea></textarea></div>
-<div id="txt2img_neg_prompt"><textarea></textarea></div><div id="txt2img_extra_tabs">{pane}</div></div></div>
+<div id="txt2img_neg_prompt"><textarea></textarea></div><input id="txt2img_lora_studio_extra_search">
+<div id="txt2img_extra_tabs">{pane}</div></div></div>
 <script src="lora_studio.js"></script></body></html>"""
+
+
+#: The pane shows the window for [search text, checkpoint if "compatible only"] (no request in flight).
+SETTLED = """(k) => { const p = document.querySelector('.lss-pane');
+    return !p.dataset.lssLoading && (p.dataset.lssKey || '["",""]') === JSON.stringify(k); }"""
 
 
 def median_ms(values: list[float]) -> str:
@@ -73,9 +83,18 @@ def main() -> int:
         markup = pane.pane_html(model, "txt2img")
         renders.append(time.perf_counter() - t1)
         builds.append(t1 - t0)
+    shown = min(len(model.items), pane.WINDOW)
     print(f"pane of {len(model.items)} LoRAs: build {median_ms(builds)} (second tab {median_ms(again)}), "
-          f"HTML {median_ms(renders)} "
-          f"({len(markup) / 1e6:.1f} MB, {len(markup) // max(1, len(model.items))} bytes per card)")
+          f"HTML of the first {shown} cards {median_ms(renders)} "
+          f"({len(markup) / 1e6:.2f} MB, {len(markup) // max(1, shown)} bytes per card)")
+    windows = []
+    for r in range(args.rounds):
+        t0 = time.perf_counter()
+        pane.window_json(model, f"lora_{(r * 7919) % 1000:05d}")
+        windows.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    pane.window_json(model, "", "sdxl.safetensors", True)
+    print(f"a search window (pane/cards) {median_ms(windows)}; compatible only {median_ms([time.perf_counter() - t0])}")
 
     try:
         from playwright.sync_api import sync_playwright
@@ -88,14 +107,28 @@ def main() -> int:
     (site / "lora_studio.js").write_text((REPO / "javascript" / "lora_studio.js").read_text(encoding="utf-8"),
                                          encoding="utf-8")
     (site / "index.html").write_text(PAGE.format(pane=markup), encoding="utf-8")
-    paint, flip, only_on, only_off = [], [], [], []
+    paint, flip, only_on, only_off, search = [], [], [], [], []
+
+    def serve(route) -> None:  # type: ignore[no-untyped-def]
+        url = urllib.parse.urlparse(route.request.url)
+        if url.path.endswith("/lora-studio/v1/pane/cards"):
+            a = {k: v[0] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
+            body = pane.window_json(model, a["q"], a["checkpoint"], a["compatible_only"] == "true",
+                                    int(a["offset"]), int(a["limit"]))
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+        elif (site / url.path.lstrip("/")).is_file():
+            route.fulfill(status=200, path=str(site / url.path.lstrip("/")))
+        else:
+            route.fulfill(status=404, body=b"")
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium",
                                     args=["--headless", "--no-sandbox", "--disable-gpu"])
         for r in range(args.rounds):
             page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.route("http://lss.bench/**", serve)
             t0 = time.perf_counter()
-            page.goto((site / "index.html").as_uri(), wait_until="commit")
+            page.goto("http://lss.bench/index.html", wait_until="commit")
             page.wait_for_selector(".lss-pane-card", state="visible")
             paint.append(time.perf_counter() - t0)
             page.wait_for_function("() => window.loraStudio !== undefined")
@@ -108,17 +141,27 @@ def main() -> int:
             t0 = time.perf_counter()
             page.evaluate("() => document.querySelector('.lss-pane-compat-only').click()")
             page.wait_for_function("() => document.querySelector('.lss-pane').classList.contains('lss-only-compatible')")
+            page.wait_for_function(SETTLED, arg=["", title])
             page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
             only_on.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             page.evaluate("() => document.querySelector('.lss-pane-compat-only').click()")
             page.wait_for_function("() => !document.querySelector('.lss-pane').classList.contains('lss-only-compatible')")
+            page.wait_for_function(SETTLED, arg=["", ""])
             page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
             only_off.append(time.perf_counter() - t0)
+            name = f"lora_{(r * 7919) % 1000:05d}"
+            t0 = time.perf_counter()
+            page.evaluate("(t) => { const i = document.querySelector('#txt2img_lora_studio_extra_search'); i.value = t;"
+                          " i.dispatchEvent(new Event('input', {bubbles: true})); }", name)
+            page.wait_for_function(SETTLED, arg=[name, ""])
+            page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
+            search.append(time.perf_counter() - t0)
             page.close()
         browser.close()
     print(f"browser, {len(model.items)} cards: first paint {median_ms(paint)}, checkpoint switch {median_ms(flip)}"
-          f" (poll 150 ms included), compatible only on {median_ms(only_on)} / off {median_ms(only_off)}")
+          f" (poll 150 ms included), compatible only on {median_ms(only_on)} / off {median_ms(only_off)}, "
+          f"search {median_ms(search)} (its 60 ms debounce included)")
     return 0
 
 

@@ -10,9 +10,10 @@ launch, model stubbed, nothing generated) over benchmarks/browser.py's library, 
   the pane on load, the built-in Lora page with its own 10,000 cards included);
 - first paint: from the click on the pane's "LoRA Studio" tab to the first card on screen;
 - checkpoint switch: from picking the other checkpoint in the WebUI's dropdown to every badge flipped;
-- "compatible only" on;
-- the WebUI's own search box: from typing a LoRA's name to the other cards hidden (the WebUI's code
-  filtering LoRA Studio's cards);
+- "compatible only" on: to the matching window of cards in place (a big library's pane renders one
+  window of cards, see lib_lora/ui/pane.py; the others come from ``GET /lora-studio/v1/pane/cards``);
+- the WebUI's own search box: from typing a LoRA's name to the matching cards in place (the WebUI's code
+  filters the rendered cards, LoRA Studio's script fetches the matching window);
 - for comparison, the built-in "Lora" page over the same files: first paint after its tab click, search.
 """
 
@@ -64,6 +65,7 @@ def measure(url: str, rounds: int, chromium: str, chromium_args: list[str]) -> N
     ready, paint, flip, only, search = [], [], [], [], []
     builtin_paint: list[float] = []
     builtin_search: list[float] = []
+    own: dict[str, list[float]] = {}  # LoRA Studio's script's own time (window.loraStudio.timings)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -96,11 +98,13 @@ def measure(url: str, rounds: int, chromium: str, chromium_args: list[str]) -> N
             flip.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             page.locator("#tab_txt2img .lss-pane-compat-only").check()
+            page.wait_for_function(SETTLED, arg=["", target], timeout=60_000)
             page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
             only.append(time.perf_counter() - t0)
             page.locator("#tab_txt2img .lss-pane-compat-only").uncheck()
+            page.wait_for_function(SETTLED, arg=["", ""], timeout=60_000)
             name = f"lora_{(r * 7919) % 1000:05d}"
-            search.extend(search_time(page, "#txt2img_lora_studio_extra_search", cards, name))
+            search.extend(search_time(page, "#txt2img_lora_studio_extra_search", cards, name, ours=True))
             # The built-in "Lora" page over the same 10,000 files, for comparison: first paint and search.
             builtin = "#txt2img_lora_cards .card"
             t0 = time.perf_counter()
@@ -108,22 +112,35 @@ def measure(url: str, rounds: int, chromium: str, chromium_args: list[str]) -> N
             page.wait_for_selector(builtin, state="visible")
             builtin_paint.append(time.perf_counter() - t0)
             builtin_search.extend(search_time(page, "#txt2img_lora_extra_search", builtin, name))
+            for t in page.evaluate("() => window.loraStudio.timings"):
+                own.setdefault(t["what"], []).append(t["ms"] / 1000)
             page.close()
         browser.close()
     print(f"pane ready after navigation {median_ms(ready)}; first paint after the tab click {median_ms(paint)}; "
           f"checkpoint switch {median_ms(flip)}; compatible only {median_ms(only)}; "
           f"the WebUI's search box {median_ms(search)}")
+    print("of which LoRA Studio's script: " + ", ".join(f"{k} {median_ms(v)}" for k, v in sorted(own.items()))
+          + " (badges: flipping the shown cards; request: pane/cards round trip; window: putting its cards in)")
     print(f"built-in Lora page, same files: first paint after the tab click {median_ms(builtin_paint)}; "
           f"its search box {median_ms(builtin_search)}")
 
 
-def search_time(page, box: str, cards: str, text: str) -> list[float]:  # type: ignore[no-untyped-def]
-    """Seconds from typing ``text`` in the pane's search box to the other cards hidden ([] without a box)."""
+#: The txt2img pane shows the window for [search text, checkpoint if "compatible only"] (none in flight).
+SETTLED = """(k) => { const p = document.querySelector('#txt2img_lora_studio_cards').closest('.lss-pane');
+    return !p.dataset.lssLoading && (p.dataset.lssKey || '["",""]') === JSON.stringify(k); }"""
+
+
+def search_time(page, box: str, cards: str, text: str, ours: bool = False) -> list[float]:  # type: ignore[no-untyped-def]
+    """Seconds from typing ``text`` in the pane's search box to the other cards hidden and, for LoRA
+    Studio's page (``ours``), the matching window in place ([] without a box)."""
     field = page.locator(f"{box}:visible").first
     if not field.count():
         return []
     t0 = time.perf_counter()
     field.fill(text)
+    if ours:
+        page.wait_for_function(SETTLED, arg=[text, ""], timeout=60_000)
+        page.wait_for_function(f"() => document.querySelector('{cards}[data-name*=\"{text}\"]') !== null")
     page.wait_for_function(f"() => document.querySelectorAll('{cards}:not(.hidden)').length < 20", timeout=60_000)
     return [time.perf_counter() - t0]
 

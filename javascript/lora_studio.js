@@ -250,7 +250,11 @@
                 card.classList.toggle("lss-in-prompt", inPane.has((card.dataset.name || "").toLowerCase()));
             });
         });
+        const texts = new Map(); // one prompt read per tab, not per card
         app().querySelectorAll(".lss-char-card").forEach(function (card) {
+            const [p] = targetPrompts(card);
+            if (!texts.has(p)) texts.set(p, p ? p.value : "");
+            const text = texts.get(p);
             card.classList.toggle("lss-in-prompt", !!text && charRegex(card.dataset.char || "\u0000").test(text));
         });
     }
@@ -286,7 +290,17 @@
             return;
         }
         if (t.classList && t.classList.contains("lss-pane-compat-only")) {
-            setTimeout(function () { paneCompatOnly(t); }, 0);
+            setTimeout(function () {
+                paneCompatOnly(t);
+                const pane = t.closest(".lss-pane");
+                if (pane) refillPane(pane, false);
+            }, 0);
+            return;
+        }
+        const more = t.closest(".lss-pane-more");
+        if (more) {
+            ev.preventDefault();
+            refillPane(more.closest(".lss-pane"), true);
             return;
         }
         const charCard = t.closest(".lss-char-card");
@@ -381,21 +395,30 @@
         } catch (e) { return {}; }
     }
 
+    // How long the pane's own work took (the last 40: benchmarks/pane_webui.py reads them).
+    const timings = [];
+
+    function timed(what, t0) {
+        timings.push({what: what, ms: performance.now() - t0});
+        if (timings.length > 40) timings.shift();
+    }
+
     function updatePane(pane, value) {
+        const started = performance.now();
         const classes = paneData(pane, "lssClasses");
         const texts = paneData(pane, "lssTexts");
         const bare = value.replace(/ \[[^\]]*\]$/, "");
         let index = classes[value];
         if (index === undefined) index = classes[bare];
         if (index === undefined) index = -1;
-        const counts = {exact: 0, "cross-family": 0, incompatible: 0, unknown: 0};
+        const counted = {exact: 0, "cross-family": 0, incompatible: 0, unknown: 0};
         // Few DOM writes per card: the WebUI's own scripts watch every mutation of the page.
         const cards = pane.querySelectorAll(".lss-pane-card"); // static: the loop changes their classes
         for (let i = 0; i < cards.length; i++) {
             const card = cards[i];
             const code = index >= 0 ? (card.dataset.lssLevels || "").charAt(index) : "u";
             const level = LEVELS[code] || "unknown";
-            counts[level] += 1;
+            counted[level] += 1;
             const was = card.dataset.compat;
             if (was === level) continue;
             card.dataset.compat = level;
@@ -408,6 +431,20 @@
                 else badge.textContent = text;
             }
         }
+        // the characters' version badges (not counted: the counts are the LoRA cards')
+        pane.querySelectorAll(".lss-pane-ver").forEach(function (badge) {
+            const code = index >= 0 ? (badge.dataset.lssLevels || "").charAt(index) : "u";
+            const level = LEVELS[code] || "unknown";
+            const was = badge.dataset.compat;
+            if (was === level) return;
+            badge.dataset.compat = level;
+            badge.classList.replace("lss-" + was, "lss-" + level);
+            const word = badge.querySelector(".lss-ver-word");
+            if (word) word.textContent = texts[level] || level;
+        });
+        // the summary counts the whole library (a big one has only a window of its cards rendered)
+        const counts = paneData(pane, "lssCounts")[String(index)] || counted;
+        pane.dataset.lssIncompatible = String(counts.incompatible || 0);
         pane.dataset.checkpoint = value;
         pane.dataset.lssApplied = value;
         const ckpt = pane.querySelector(".lss-pane-ckpt");
@@ -425,6 +462,7 @@
             }
         });
         paneCompatOnly(pane.querySelector(".lss-pane-compat-only"));
+        timed("badges", started);
     }
 
     function updatePanes(value) {
@@ -433,7 +471,11 @@
         const due = Array.from(app().querySelectorAll(".lss-pane")).filter(function (pane) {
             return pane.dataset.lssApplied !== value && pane.offsetParent !== null;
         });
-        due.forEach(function (pane) { updatePane(pane, value); });
+        due.forEach(function (pane) {
+            updatePane(pane, value);
+            const only = pane.querySelector(".lss-pane-compat-only");
+            if (only && only.checked) refillPane(pane, false); // another checkpoint: other cards match
+        });
     }
 
     function paneCompatOnly(box) {
@@ -441,10 +483,97 @@
         const pane = box.closest(".lss-pane");
         if (!pane) return;
         pane.classList.toggle("lss-only-compatible", box.checked);
-        const hidden = box.checked ? pane.querySelectorAll(".lss-pane-card.lss-incompatible").length : 0;
+        const known = pane.dataset.lssIncompatible;
+        const hidden = !box.checked ? 0 : known !== undefined ? parseInt(known, 10) || 0
+            : pane.querySelectorAll(".lss-pane-card.lss-incompatible").length;
         const note = pane.querySelector(".lss-hidden-note");
         if (note) note.textContent = hidden ? hidden + ' incompatible hidden by "compatible only"' : "";
     }
+
+    // A big library's pane renders only a window of its cards (data-lss-window); the search box, "compatible
+    // only" and "show more" ask the API for the matching window (the cards' HTML, made by the server).
+    const paneRequests = new WeakMap();
+
+    function paneWindowed(pane) {
+        const total = parseInt(pane.dataset.lssTotal, 10) || 0;
+        const size = parseInt(pane.dataset.lssWindow, 10) || 0;
+        return size > 0 && total > size;
+    }
+
+    function paneSearchBox(pane) {
+        return q("#" + (pane.dataset.tabname || "txt2img") + "_lora_studio_extra_search");
+    }
+
+    function refillPane(pane, append) {
+        if (!paneWindowed(pane)) return; // every card is rendered: the WebUI's search and the CSS filter do it
+        const box = paneSearchBox(pane);
+        const only = pane.querySelector(".lss-pane-compat-only");
+        const query = box ? box.value : "";
+        const compat = !!(only && only.checked);
+        const ckpt = pane.dataset.lssApplied || selectedCheckpoint() || pane.dataset.checkpoint || "";
+        const more = pane.querySelector(".lss-pane-more");
+        const offset = append && more ? parseInt(more.dataset.shown, 10) || 0 : 0;
+        // the first window is the same for every checkpoint (the badges flip in place) unless "compatible only"
+        const key = JSON.stringify([query, compat ? ckpt : ""]);
+        if (!append && (pane.dataset.lssKey || JSON.stringify(["", ""])) === key) return;
+        if (append && (pane.dataset.lssLoading || !more || !more.dataset.shown)) return;
+        const seq = (paneRequests.get(pane) || 0) + 1;
+        paneRequests.set(pane, seq);
+        pane.dataset.lssLoading = "1";
+        const params = new URLSearchParams({
+            q: query, checkpoint: ckpt, compatible_only: compat ? "true" : "false",
+            offset: String(offset), limit: pane.dataset.lssWindow,
+        });
+        const asked = performance.now();
+        fetch("lora-studio/v1/pane/cards?" + params.toString(), {credentials: "same-origin"})
+            .then(function (r) { return r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status)); })
+            .then(function (data) {
+                if (paneRequests.get(pane) !== seq) return; // a newer request took over
+                timed("request", asked);
+                const started = performance.now();
+                const cards = pane.querySelector(".extra-network-cards");
+                if (!cards) return;
+                if (append) cards.insertAdjacentHTML("beforeend", data.html);
+                else cards.innerHTML = data.html;
+                const bar = pane.querySelector(".lss-pane-more");
+                if (bar) bar.outerHTML = data.more;
+                delete pane.dataset.lssLoading;
+                watchMore(pane); // still on screen: the next window comes at once
+                pane.dataset.lssKey = key;
+                pane.dataset.lssApplied = ""; // badge the new cards for the dropdown's checkpoint
+                updatePane(pane, ckpt);
+                markCards();
+                timed("window", started);
+            })
+            .catch(function (e) { console.warn("LoRA Studio: the pane's cards could not be loaded:", e); })
+            .catch(function () { return null; })
+            .then(function () { if (paneRequests.get(pane) === seq) delete pane.dataset.lssLoading; });
+    }
+
+    const moreObserver = typeof IntersectionObserver === "function" ? new IntersectionObserver(function (entries) {
+        entries.forEach(function (entry) {
+            const pane = entry.isIntersecting && entry.target.closest(".lss-pane");
+            if (pane) refillPane(pane, true);
+        });
+    }, {rootMargin: "600px"}) : null;
+
+    function watchMore(pane) {
+        const bar = pane.querySelector(".lss-pane-more");
+        if (moreObserver && bar && !bar.hidden) moreObserver.observe(bar);
+    }
+
+    const searchTimers = {};
+    document.addEventListener("input", function (ev) {
+        const t = ev.target;
+        if (!t || !t.id || !/_lora_studio_extra_search$/.test(t.id)) return;
+        const tab = t.id.replace(/_lora_studio_extra_search$/, "");
+        clearTimeout(searchTimers[tab]);
+        searchTimers[tab] = setTimeout(function () {
+            app().querySelectorAll(".lss-pane").forEach(function (pane) {
+                if ((pane.dataset.tabname || "") === tab) refillPane(pane, false);
+            });
+        }, 60);
+    }, true);
 
     function openEditor(name) {
         const buttons = app().querySelectorAll("#tabs > .tab-nav > button, #tabs > div > button");
@@ -463,6 +592,7 @@
             if (pane.dataset.lssSeen) return;
             pane.dataset.lssSeen = "1"; // a pane (re)rendered by the WebUI: mark its cards, apply the toggle
             paneCompatOnly(pane.querySelector(".lss-pane-compat-only"));
+            watchMore(pane);
             fresh = true;
         });
         if (fresh) markCards();
@@ -493,6 +623,7 @@
         toggleCard: toggleCard,
         toggleCharacter: toggleCharacter,
         updatePanes: updatePanes,
+        timings: timings,
         hasPhrase: hasPhrase,
         targetPrompts: targetPrompts,
         currentPrompts: function (p, n) {

@@ -10,6 +10,8 @@ GET         /lora-studio/v1/previews/{name}          its preview image (only a s
 PUT         /lora-studio/v1/metadata/{name}          write the user's values to its A1111 sidecar
 GET         /lora-studio/v1/facets                   filter values with counts
 GET         /lora-studio/v1/checkpoints              checkpoints and their detected base model
+GET         /lora-studio/v1/pane/cards               a window of the extra-networks pane's cards (HTML
+                                                     in JSON) for its search box, filter and paging
 POST        /lora-studio/v1/resolve                  resolve preview of a prompt (nothing is generated)
 GET/POST    /lora-studio/v1/rescan                   scan status / start a rescan (202)
 GET/POST    /lora-studio/v1/jobs                     training jobs: list / create (when training exists)
@@ -516,6 +518,19 @@ def make_router(host: Any, *, jobs: Any = None) -> APIRouter:
         except LoraStudioError as exc:
             raise _problem(409, str(exc)) from None
         return ctx.job_json(ctx.jobs().get(new_id))
+
+    @router.get("/pane/cards", summary="A window of the extra-networks pane's LoRA Studio cards")
+    def pane_cards(
+        q: str = Query("", max_length=browse.MAX_QUERY_CHARS, description="the pane's search box"),
+        checkpoint: Optional[str] = Query(None, max_length=4096, description="the dropdown's title"),  # noqa: UP045
+        compatible_only: bool = Query(False, description="hide LoRAs incompatible with the checkpoint"),
+        offset: int = Query(0, ge=0, le=10_000_000),
+        limit: int = Query(200, ge=1, le=1000),
+    ) -> Any:
+        from lib_lora.ui import pane
+
+        return pane.window_json(pane.pane_for_host(host, any_selection=True), q, checkpoint, compatible_only, offset, limit,
+                                paths=not ctx.remote())
 
     from lib_lora.api_characters import add_routes as add_character_routes
 

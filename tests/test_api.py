@@ -102,6 +102,25 @@ def test_filters_and_checkpoint_parameter(client: TestClient) -> None:
     assert facets["sorts"] == ["name", "date", "base"]
 
 
+def test_pane_cards_window_search_and_compatible_only(client: TestClient) -> None:
+    """The extra-networks pane's windows: its cards' HTML for the search box, "compatible only" and paging."""
+    data = client.get("/lora-studio/v1/pane/cards", params={"limit": 2}).json()
+    assert (data["total"], data["matched"], data["offset"], data["shown"]) == (4, 4, 0, 2)
+    assert data["html"].count('class="card lss-pane-card') == 2 and "2 of 4 shown" in data["more"]
+    rest = client.get("/lora-studio/v1/pane/cards", params={"limit": 2, "offset": 2}).json()
+    assert rest["shown"] == 4 and " hidden" in rest["more"]  # nothing more: the bar is hidden
+    names = [m.split('"')[0] for m in (data["html"] + rest["html"]).split('data-name="')[1:]]
+    assert sorted(names) == names and len(set(names)) == 4  # name order, no card twice
+    found = client.get("/lora-studio/v1/pane/cards", params={"q": "WTRCLR"}).json()
+    assert found["matched"] == 1 and 'data-name="watercolor"' in found["html"]
+    assert client.get("/lora-studio/v1/pane/cards", params={"q": "alice sdxl"}).json()["matched"] == 1  # every word
+    xl = client.get("/lora-studio/v1/pane/cards",
+                    params={"compatible_only": "true", "checkpoint": "sdxl-base.safetensors"}).json()
+    assert xl["matched"] == 3 and 'data-name="characters/alice"' not in xl["html"]
+    assert "copy-path-button" in xl["html"]
+    assert client.get("/lora-studio/v1/pane/cards", params={"limit": 0}).status_code == 422
+
+
 def test_one_lora_and_preview(client: TestClient) -> None:
     r = client.get("/lora-studio/v1/loras/characters/alice")
     assert r.status_code == 200

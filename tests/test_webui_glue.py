@@ -680,3 +680,82 @@ def test_extra_networks_page_tree_view_and_reload(webui: StandinWebUI) -> None:
     markup = _pane_page().create_html("txt2img")
     assert "o'neil & <co>" not in markup and "o&#x27;neil &amp; &lt;co&gt;" in markup
     assert "o'neil & <co>" in _Cards(markup).cards
+
+
+def _pane_markup(tabname: str) -> str:
+    from modules import ui_extra_networks
+
+    ui = ui_extra_networks.create_ui(None, [], tabname)
+    return str(ui.pages_contents[[p.title for p in ui.stored_extra_pages].index("LoRA Studio")])
+
+
+@pytest.mark.skipif(
+    not _detection_available(), reason="base-model detection (lib_lora.architecture) not implemented yet"
+)
+def test_extra_networks_page_shows_characters(webui: StandinWebUI, fixtures_dir: Path) -> None:
+    """The library's characters are cards on the pane page too: first reference image (lazy), trigger,
+    each version with its compatibility now and for every checkpoint class; a click inserts <char:NAME>."""
+    import html as html_mod
+    import re
+
+    from lib_lora.characters import add_images, scan_characters
+
+    root = _character(webui, fixtures_dir)
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (10, 200, 10)).save(webui.lora_dir / "ref.png")
+    add_images(scan_characters(root).characters[0], [webui.lora_dir / "ref.png"])
+    markup = _pane_markup("img2img")
+    cards = re.findall(r'<div class="lss-char-card lss-pane-char"(.*?)</div></div>', markup, re.S)
+    assert len(cards) == 1
+    hero = cards[0]
+    assert 'data-char="hero"' in hero and "herotok" in hero
+    assert re.search(r'<img class="lss-char-img" loading="lazy" alt="" '
+                     r'src="lora-studio/v1/characters/hero/image/reference/0\?v=\d+">', hero)
+    classes = json.loads(html_mod.unescape(re.search(r'data-lss-classes="([^"]*)"', markup).group(1)))
+    sd15, sdxl = classes["sd15.safetensors"], classes["sdxl.safetensors"]
+    versions = re.findall(r'class="lss-badge lss-compat lss-pane-ver lss-(\S+)" data-compat="\S+" '
+                          r'data-lss-levels="(\w*)"><b>(v\d)</b> <span class="lss-ver-word">([^<]*)<', hero)
+    assert sorted((v[2], v[0], v[3]) for v in versions) == [("v1", "exact", "✓ compatible"),
+                                                           ("v2", "exact", "✓ compatible")]
+    assert all(v[1][sd15] == "e" and v[1][sdxl] == "i" for v in versions)
+    webui.select_checkpoint("sdxl.safetensors")
+    flipped = _pane_markup("txt2img")
+    assert flipped.count("lss-pane-ver lss-incompatible") == 2
+    # The LoRA cards are still there, the character's own versions among them.
+    assert 'data-name="characters/hero/lora/hero_v1"' in flipped or "hero_v1" in flipped
+
+
+def test_extra_networks_page_renders_one_window_of_a_big_library(webui: StandinWebUI,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the window only the first cards are rendered (the WebUI puts every page's cards in both tabs);
+    the wrapper knows the total and the whole library's counts per checkpoint class, and "show more" is there."""
+    import html as html_mod
+    import re
+
+    from lib_lora.ui import pane as pane_mod
+
+    monkeypatch.setattr(pane_mod, "WINDOW", 2)
+    pane_mod._LAST.clear()
+    markup = _pane_markup("txt2img")
+    cards = _Cards(markup)
+    assert list(cards.cards) == ["a/dup", "b/dup"]  # name order, the first window
+    assert cards.pane["data-lss-total"] == "5" and cards.pane["data-lss-window"] == "2"
+    assert re.search(r'class="lss-pane-more"[^>]*data-shown="2" data-matched="5">2 of 5 shown', markup)
+    counts = json.loads(html_mod.unescape(re.search(r'data-lss-counts="([^"]*)"', markup).group(1)))
+    classes = json.loads(cards.pane["data-lss-classes"])
+    sd15, sdxl = str(classes["sd15.safetensors"]), str(classes["sdxl.safetensors"])
+    assert counts[sd15]["incompatible"] == 2 and counts[sdxl]["incompatible"] == 3  # myxl+b/dup vs 3 SD1.5
+    assert counts["-1"]["unknown"] == 5
+    assert cards.pane["data-lss-incompatible"] == str(counts[sd15]["incompatible"])
+    # The rest, through what the API's pane/cards route answers.
+    model = pane_mod.pane_for_host(webui.host())
+    found = pane_mod.window_json(model, "red coat")
+    assert found["matched"] == 1 and 'data-name="zk_alice"' in found["html"]
+    assert "<lora:zk_alice:" in html_mod.unescape(found["html"])
+    only = pane_mod.window_json(model, "", "sdxl.safetensors [0123abcd]", True)
+    assert only["matched"] == 2 and 'data-name="myxl_style"' in only["html"]
+    # Another checkpoint selected: the API's windows reuse the pane (no rebuild of every card).
+    webui.select_checkpoint("sdxl.safetensors")
+    assert pane_mod.pane_for_host(webui.host(), any_selection=True) is model
+    assert pane_mod.pane_for_host(webui.host()) is not model

@@ -11,6 +11,13 @@ checkpoints are grouped into a few classes and each card carries one letter per 
 to its class (``data-lss-classes``). A checkpoint that is not in the map (added since the pane was built)
 shows ``unknown`` until the pane is refreshed.
 
+Big libraries are windowed: the WebUI renders every page's cards into both tabs' panes, so 10,000 LoRAs
+would be tens of thousands of DOM nodes. Only the first :data:`WINDOW` cards (name order) are rendered with
+the page; the rest come on demand (:func:`filtered_items` / :func:`window_json` behind the API's
+``GET /lora-studio/v1/pane/cards``): "show more" at the end, the pane's search box and "compatible only"
+ask for the matching cards, so a filter touches only what is shown. The wrapper carries the per-class
+level counts of the whole library (``data-lss-counts``) for the summary line.
+
 The card keeps the WebUI's own card structure (``div.card`` with ``.search_terms``, ``data-sort-*``, the
 copy-path button), so the WebUI's search box, sort buttons and tree view work on it unchanged.
 """
@@ -25,6 +32,7 @@ from typing import Any
 from lib_lora import browse
 from lib_lora.architecture import Detection
 from lib_lora.ui.browser import _initials, badges_html, esc, fx, insert_attrs, triggers_html
+from lib_lora.ui.pane_characters import PaneCharacter, build_characters, characters_html, characters_of
 
 #: The page's title in the pane's tab row (its id part is ``lora_studio``).
 PAGE_TITLE = "LoRA Studio"
@@ -37,6 +45,8 @@ LEVEL_CODES = {
 }
 #: The badge text of each level (the words a user sees: compatible, other finetune, incompatible, unknown).
 LEVEL_TEXTS = {level: browse.compat_badge(browse.CompatView(level, "")).text for level in browse.LEVELS}
+#: How many cards the page renders at once (the first ones with the page, then per "show more").
+WINDOW = 200
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ class PaneItem:
     card: browse.Card
     levels: str
     preview: str | None  # URL, or None (initials are shown)
+    terms: str = ""  # search_terms() unescaped: what the WebUI's search box matches
 
 
 @dataclass(frozen=True)
@@ -65,12 +76,24 @@ class Pane:
     items: tuple[PaneItem, ...]
     classes: dict[str, int]
     selected: str | None
+    characters: tuple[PaneCharacter, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(browse.LEVELS, 0)
         for item in self.items:
             out[item.card.compat_level] += 1
+        return out
+
+    def class_counts(self) -> dict[str, dict[str, int]]:
+        """Per checkpoint class (its index as text; ``"-1"``: a checkpoint not in the map), the level counts."""
+        n = max(self.classes.values(), default=-1) + 1
+        letters = {code: level for level, code in LEVEL_CODES.items()}
+        out = {str(i): dict.fromkeys(browse.LEVELS, 0) for i in range(n)}
+        for item in self.items:
+            for i, code in enumerate(item.levels[:n]):
+                out[str(i)][letters[code]] += 1
+        out["-1"] = {**dict.fromkeys(browse.LEVELS, 0), browse.LEVEL_UNKNOWN: len(self.items)}
         return out
 
 
@@ -87,8 +110,10 @@ def build_pane(
     checkpoints: Sequence[PaneCheckpoint],
     selected_title: str | None,
     preview_url: Callable[[browse.Card], str | None],
+    characters: Sequence[Any] = (),
 ) -> Pane:
-    """Every entry of ``catalog`` (in name order) with its levels against every checkpoint class."""
+    """Every entry of ``catalog`` (in name order) with its levels against every checkpoint class, and the
+    cards of ``characters`` (:class:`lib_lora.characters.Character`)."""
     keys: list[Any] = []
     dets: list[Detection] = []
     classes: dict[str, int] = {}
@@ -111,16 +136,71 @@ def build_pane(
     for entry in catalog.ordered(browse.SORT_NAME):
         levels = "".join(LEVEL_CODES[catalog.compat(entry, det).level] for det in dets)
         card = browse.card_for(entry, catalog.compat(entry, selected_det))
-        items.append(PaneItem(entry=entry, card=card, levels=levels, preview=preview_url(card)))
-    return Pane(items=tuple(items), classes=classes, selected=selected_title)
+        items.append(PaneItem(entry=entry, card=card, levels=levels, preview=preview_url(card),
+                              terms=raw_search_terms(entry)))
+    people = build_characters(characters, catalog, dets, selected_det, LEVEL_CODES)
+    return Pane(items=tuple(items), classes=classes, selected=selected_title, characters=people)
+
+
+def raw_search_terms(entry: browse.Entry) -> str:
+    """The text the WebUI's search box matches: the same text the LoRA Studio tab's search matches — name,
+    alias, path, every trigger source, Civitai and training tags — plus base and category."""
+    extra = [browse.base_badge(entry).text, entry.category or ""]
+    words = " ".join([entry.search_text, *extra]).casefold().split()
+    return " ".join(dict.fromkeys(words))  # each word once: the WebUI matches word by word
 
 
 def search_terms(entry: browse.Entry) -> str:
-    """The text the WebUI's search box matches (escaped): the same text the LoRA Studio tab's search
-    matches — name, alias, path, every trigger source, Civitai and training tags — plus base and category."""
-    extra = [browse.base_badge(entry).text, entry.category or ""]
-    words = " ".join([entry.search_text, *extra]).casefold().split()
-    return esc(" ".join(dict.fromkeys(words)))  # each word once: the WebUI matches word by word
+    """:func:`raw_search_terms`, escaped for the card's hidden ``.search_terms``."""
+    return esc(raw_search_terms(entry))
+
+
+def item_search_terms(item: PaneItem) -> str:
+    """The card's ``.search_terms`` text, escaped."""
+    return esc(item.terms or raw_search_terms(item.entry))
+
+
+def class_index(pane: Pane, checkpoint: str | None) -> int:
+    """The checkpoint class of a dropdown title (``-1``: none, or not in the map)."""
+    if not checkpoint:
+        return -1
+    return pane.classes.get(checkpoint, pane.classes.get(_bare(checkpoint), -1))
+
+
+def filtered_items(pane: Pane, query: str = "", checkpoint: str | None = None,
+                   compatible_only: bool = False) -> list[PaneItem]:
+    """The items the pane shows for the search box's ``query`` (every space-separated part must be in the
+    card's search terms, as the WebUI's own search box matches) and "compatible only" (incompatible with
+    ``checkpoint`` hidden), in name order."""
+    parts = query.casefold().split()
+    index = class_index(pane, checkpoint) if compatible_only else -1
+    out = []
+    for item in pane.items:
+        if index >= 0 and item.levels[index:index + 1] == "i":
+            continue
+        if all(part in item.terms for part in parts):
+            out.append(item)
+    return out
+
+
+def more_html(shown: int, matched: int) -> str:
+    """The "show more" bar after the cards (empty when every match is shown)."""
+    if shown >= matched:
+        return '<div class="lss-pane-more" hidden></div>'
+    return (f'<div class="lss-pane-more" role="button" tabindex="0" data-shown="{shown}" data-matched="{matched}">'
+            f"{shown:,} of {matched:,} shown · show {min(WINDOW, matched - shown):,} more</div>")
+
+
+def window_json(pane: Pane, query: str = "", checkpoint: str | None = None, compatible_only: bool = False,
+                offset: int = 0, limit: int = WINDOW, paths: bool = True) -> dict[str, Any]:
+    """One window of matching cards as HTML (the API's ``pane/cards``) and how many match in all;
+    without ``paths`` the cards have no copy-path button (the API leaves absolute paths out for remote users)."""
+    matched = filtered_items(pane, query, checkpoint, compatible_only)
+    part = matched[offset:offset + limit]
+    html = "".join(card_html(item, {**default_args(item), "copy_path_button": "yes" if paths else ""})
+                   for item in part)
+    return {"html": html, "offset": offset, "shown": offset + len(part), "matched": len(matched),
+            "total": len(pane.items), "more": more_html(offset + len(part), len(matched))}
 
 
 def pane_open_html(pane: Pane, tabname: str) -> str:
@@ -133,16 +213,24 @@ def pane_open_html(pane: Pane, tabname: str) -> str:
     ckpt = f"badges for <b>{esc(pane.selected)}</b>" if pane.selected else "no checkpoint selected"
     return (
         f'<div class="lss-pane" data-tabname="{esc(tabname)}" data-lss-classes="{esc(json.dumps(pane.classes))}" '
-        f'data-lss-texts="{esc(json.dumps(LEVEL_TEXTS))}" data-checkpoint="{esc(pane.selected or "")}">'
+        f'data-lss-texts="{esc(json.dumps(LEVEL_TEXTS))}" data-checkpoint="{esc(pane.selected or "")}" '
+        f'data-lss-counts="{esc(json.dumps(pane.class_counts()))}" data-lss-total="{len(pane.items)}" '
+        f'data-lss-window="{WINDOW}" data-lss-incompatible="{counts[browse.LEVEL_INCOMPATIBLE]}">'
         '<div class="lss-pane-bar">'
         '<label class="lss-pane-only"><input type="checkbox" class="lss-pane-compat-only"> compatible only</label>'
         f'<span class="lss-pane-ckpt">{ckpt}</span> <span class="lss-pane-counts">{summary}</span>'
         '<span class="lss-hidden-note"></span>'
         "</div>"
+        + characters_html(pane.characters, LEVEL_TEXTS)
     )
 
 
 PANE_CLOSE = "</div>"
+
+
+def pane_close_html(pane: Pane) -> str:
+    """The "show more" bar (for the first window) and the wrapper's end."""
+    return more_html(min(WINDOW, len(pane.items)), len(pane.items)) + PANE_CLOSE
 
 
 def card_html(item: PaneItem, args: Mapping[str, Any]) -> str:
@@ -180,8 +268,9 @@ def _copy_path_button(path: str) -> str:
 
 def pane_html(pane: Pane, tabname: str, args_for: Callable[[PaneItem], Mapping[str, Any]] | None = None) -> str:
     """The whole page without the WebUI (tests and the benchmark): wrapper, toolbar and cards."""
-    cards = "".join(card_html(item, args_for(item) if args_for else default_args(item)) for item in pane.items)
-    return pane_open_html(pane, tabname) + f'<div class="extra-network-cards">{cards}</div>' + PANE_CLOSE
+    shown = pane.items[:WINDOW]
+    cards = "".join(card_html(item, args_for(item) if args_for else default_args(item)) for item in shown)
+    return pane_open_html(pane, tabname) + f'<div class="extra-network-cards">{cards}</div>' + pane_close_html(pane)
 
 
 def default_args(item: PaneItem) -> dict[str, str]:
@@ -191,7 +280,7 @@ def default_args(item: PaneItem) -> dict[str, str]:
     return {
         "style": "",
         "sort_keys": " ".join(f'data-sort-{k}="{esc(v)}"' for k, v in sort_keys.items()),
-        "search_terms": f"<span class='hidden search_terms'>{search_terms(e)}</span>",
+        "search_terms": f"<span class='hidden search_terms'>{item_search_terms(item)}</span>",
         "copy_path_button": "yes",
     }
 
@@ -215,9 +304,12 @@ def checkpoints_of(host: Any) -> list[PaneCheckpoint]:
 _LAST: list[tuple[Any, Pane]] = []  # the last pane built: the txt2img and img2img panes are built in a row
 
 
-def pane_for_host(host: Any, preview_url: Callable[[browse.Card], str | None] | None = None) -> Pane:
+def pane_for_host(host: Any, preview_url: Callable[[browse.Card], str | None] | None = None,
+                  any_selection: bool = False) -> Pane:
     """The pane of ``host``'s library against its checkpoints and its selected checkpoint (the last one is
-    reused while the library, the checkpoints, their detections and the selection are unchanged)."""
+    reused while the library, the checkpoints, their detections and the selection are unchanged; with
+    ``any_selection`` also after another checkpoint was selected: the API's windows are filtered by the
+    per-class levels and the script badges their cards for the dropdown's checkpoint)."""
     from lib_lora.ui.browser import preview_url_for
 
     catalog = browse.catalog_cache_for(host).get()
@@ -226,10 +318,13 @@ def pane_for_host(host: Any, preview_url: Callable[[browse.Card], str | None] | 
     except Exception:
         ref = None
     checkpoints = checkpoints_of(host)
+    people = characters_of(host)
     key = (id(host), id(catalog), catalog.generation, ref.title if ref else None, preview_url,
+           tuple((c.name, c.versions, c.references, tuple(c.prompts.trigger), c.prompts.lora) for c in people),
            tuple((c.title, c.name, c.detection and browse.Catalog._ckpt_key(c.detection)) for c in checkpoints))
-    if _LAST and _LAST[0][0] == key:
+    if _LAST and (_LAST[0][0] == key or any_selection and _LAST[0][0][:3] + _LAST[0][0][4:] == key[:3] + key[4:]):
         return _LAST[0][1]
-    built = build_pane(catalog, checkpoints, ref.title if ref else None, preview_url or preview_url_for(host))
+    built = build_pane(catalog, checkpoints, ref.title if ref else None, preview_url or preview_url_for(host),
+                       people)
     _LAST[:] = [(key, built)]
     return built

@@ -9,6 +9,8 @@ built-in "Lora" cards: the built-in page decides which LoRAs to show by their "s
 extension's class in two WebUIs. Our page uses only the documented base-class API (``list_items``,
 ``create_item``, ``allowed_directories_for_previews``, ``create_item_html``, ``create_html``,
 ``refresh``) and keeps the WebUI's card frame, so the pane's search, sort and tree view still work.
+With a big library only the first window of cards is listed (the tree view and the sort buttons see
+those; the search box and "show more" reach the rest through the API, see :mod:`lib_lora.ui.pane`).
 
 The base class comes from the WebUI, so the subclass is made on first use (:func:`page_class`).
 """
@@ -61,7 +63,8 @@ def page_class() -> type:
             except Exception as exc:
                 _console(f"the extra-networks page could not list the LoRAs: {exc}")
                 self.pane = pane.EMPTY
-            for index, item in enumerate(self.pane.items):
+            # The first window only: the rest comes from the API on demand (lib_lora.ui.pane's docstring).
+            for index, item in enumerate(self.pane.items[: pane.WINDOW]):
                 yield self._item(item, index)
 
         def create_item(self, name: str, index: int | None = None, enable_filter: bool = True) -> dict[str, Any] | None:
@@ -86,7 +89,7 @@ def page_class() -> type:
                 "shorthash": "",
                 "preview": item.preview,
                 "description": "",
-                "search_terms": [pane.search_terms(entry)],
+                "search_terms": [pane.item_search_terms(item)],
                 "local_preview": f"{stem}.{_opt('samples_format', 'png')}",
                 "sort_keys": {
                     "default": index,
@@ -114,7 +117,7 @@ def page_class() -> type:
             from lib_lora.ui import pane
 
             inner = super().create_html(tabname, *args, **kwargs)
-            return pane.pane_open_html(self.pane, tabname) + inner + pane.PANE_CLOSE
+            return pane.pane_open_html(self.pane, tabname) + inner + pane.pane_close_html(self.pane)
 
     _CLASS.clear()
     _CLASS[id(base)] = LoraStudioPage
