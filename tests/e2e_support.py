@@ -87,3 +87,16 @@ def chromium(playwright_api: Any) -> Iterator[Any]:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@contextlib.contextmanager
+def watched_page(browser: Any, url: str, *, width: int = 1400, height: int = 1000) -> Iterator[Any]:
+    """A new page at ``url`` in its own context; fails the test if the page raised a JavaScript error."""
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    pg = ctx.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(url)
+    yield pg
+    ctx.close()
+    assert not errors, f"JavaScript errors: {errors}"

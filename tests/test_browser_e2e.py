@@ -19,7 +19,7 @@ pytest.importorskip("gradio")
 pytest.importorskip("fastapi")
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-from e2e_support import chromium, standalone_app  # noqa: E402
+from e2e_support import chromium, standalone_app, watched_page  # noqa: E402
 from factory import make_checkpoint, make_lora  # noqa: E402
 
 ENV_NAME = os.environ.get("LORA_STUDIO_GRADIO_ENV") or "gradio-" + __import__("gradio").__version__
@@ -61,15 +61,9 @@ def browser():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def page(browser, server):  # type: ignore[no-untyped-def]
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = ctx.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(server)
-    pg.wait_for_selector("#lora_studio_cards .lss-card", timeout=30_000)
-    yield pg
-    ctx.close()
-    assert not errors, f"JavaScript errors: {errors}"
+    with watched_page(browser, server) as pg:
+        pg.wait_for_selector("#lora_studio_cards .lss-card", timeout=30_000)
+        yield pg
 
 
 def _cards(pg) -> list[str]:  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ pytest.importorskip("gradio")
 pytest.importorskip("fastapi")
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-from e2e_support import chromium, standalone_app  # noqa: E402
+from e2e_support import chromium, standalone_app, watched_page  # noqa: E402
 from factory import make_checkpoint, make_lora, png_bytes  # noqa: E402
 
 from lib_lora.characters import create_character  # noqa: E402
@@ -53,16 +53,10 @@ def browser():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def page(browser, server):  # type: ignore[no-untyped-def]
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1200})
-    pg = ctx.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(server)
-    pg.locator(".tab-nav button", has_text="Characters").first.click()
-    pg.wait_for_selector('#lora_studio_char_cards .lss-char-card[data-char="hero"]', timeout=30_000)
-    yield pg
-    ctx.close()
-    assert not errors, f"JavaScript errors: {errors}"
+    with watched_page(browser, server, height=1200) as pg:
+        pg.locator(".tab-nav button", has_text="Characters").first.click()
+        pg.wait_for_selector('#lora_studio_char_cards .lss-char-card[data-char="hero"]', timeout=30_000)
+        yield pg
 
 
 def _pick(pg, elem_id: str, text: str) -> None:  # type: ignore[no-untyped-def]

@@ -22,7 +22,7 @@ pytest.importorskip("fastapi")
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e_support import chromium, standalone_app  # noqa: E402
+from e2e_support import chromium, standalone_app, watched_page  # noqa: E402
 from factory import make_checkpoint, make_images  # noqa: E402
 from test_train_service import stand_in_trainer  # noqa: E402
 
@@ -52,16 +52,10 @@ def browser():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def page(browser, world):  # type: ignore[no-untyped-def]
-    ctx = browser.new_context(viewport={"width": 1500, "height": 1400})
-    pg = ctx.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(world["url"])
-    pg.locator("button", has_text="Train").first.click()
-    pg.wait_for_selector(f"{T}_start", state="visible", timeout=30_000)
-    yield pg
-    ctx.close()
-    assert not errors, f"JavaScript errors: {errors}"
+    with watched_page(browser, world["url"], width=1500, height=1400) as pg:
+        pg.locator("button", has_text="Train").first.click()
+        pg.wait_for_selector(f"{T}_start", state="visible", timeout=30_000)
+        yield pg
 
 
 def _fill(pg, elem: str, text: str) -> None:  # type: ignore[no-untyped-def]
