@@ -218,6 +218,10 @@ def test_demo_library(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     kotori = next(d for d in doc["loras"] if d["name"] == "DEMO-kotori-noobai")
     assert kotori["sidecars"]["civitai"]["base_model"] == "NoobAI" and kotori["license"].startswith("Commercial")
     assert kotori["trigger_words"][0]["source"] == "civitai"
+    # one character in the character-library layout, found where the Characters view looks by default
+    code, out, _ = run_cli(capsys, "characters", "--root", str(loras / "characters"), "--json")
+    [hero] = json.loads(out)["characters"]
+    assert code == 0 and hero["name"] == "DEMO-hero" and hero["trigger"] == ["zk_hero"]
 
 
 def test_demo_refuses_someone_elses_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

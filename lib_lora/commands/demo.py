@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ DEMO_LORAS: tuple[tuple[str, str, dict[str, str | None], dict[str, Any] | None],
       "notes": "demo file written by LoRA Studio", "lora studio category": "character"}),
     ("characters/DEMO-kotori-noobai", "noobai-sdxl", {"ss_output_name": "DEMO-kotori"}, None),
     ("characters/DEMO-rin-pony", "pony-sdxl", {"ss_output_name": "DEMO-rin"}, None),
+    # a character in the character-library layout (characters/<name>/lora/<name>_v<N>): <char:DEMO-hero>
+    ("characters/DEMO-hero/lora/DEMO-hero_v1", "kohya-sd1", {"ss_output_name": "DEMO-hero_v1"}, None),
+    ("characters/DEMO-hero/lora/DEMO-hero_v2", "kohya-sd1", {"ss_output_name": "DEMO-hero_v2"}, None),
     ("styles/DEMO-watercolor-sdxl", "kohya-sdxl", {"ss_output_name": "DEMO-watercolor", "modelspec.trigger_phrase": "wcstyle"},
      {"activation text": "wcstyle, watercolor", "preferred weight": 0.7, "lora studio category": "style"}),
     ("styles/DEMO-lineart-illustrious", "illustrious-sdxl", {"ss_output_name": "DEMO-lineart"}, None),
@@ -51,7 +55,7 @@ def _own_trigger(rel: str, preset: str) -> dict[str, str | None]:
     dataset folder, as a real training would; files meant to carry no metadata get none."""
     if preset.startswith("nometa"):
         return {}
-    word = "zk_" + rel.rsplit("/", 1)[-1].split("-")[1]
+    word = "zk_" + re.sub(r"_v\d+$", "", rel.rsplit("/", 1)[-1].split("-")[1])
     folder = f"10_{word}"
     return {
         "modelspec.trigger_phrase": word,
@@ -133,6 +137,7 @@ def write_demo_library(folder: str | os.PathLike[str], *, force: bool = False,
     if with_checkpoints is None:
         with_checkpoints = os.name == "posix"
     from lib_lora import synth
+    from lib_lora.characters import PROMPTS_FILENAME, new_prompts_text
     from lib_lora.errors import LibraryError
     from lib_lora.sidecars import atomic_write_text, dump_user_metadata
 
@@ -158,6 +163,11 @@ def write_demo_library(folder: str | os.PathLike[str], *, force: bool = False,
             if i % 3 == 0:
                 _preview(path.with_suffix(".png") if i % 2 == 0 else path.parent / f"{path.stem}.preview.png",
                          path.stem, colors[i % len(colors)])
+        hero = loras / "characters" / "DEMO-hero"
+        for sub in ("reference", "expressions"):
+            (hero / sub).mkdir(exist_ok=True)
+        _preview(hero / "reference" / "DEMO-front.png", "DEMO-hero", (200, 90, 40))
+        atomic_write_text(hero / PROMPTS_FILENAME, new_prompts_text(trigger="zk_hero"))
         kotori = loras / "characters" / "DEMO-kotori-noobai"
         version, model = _civitai(kotori.name)
         atomic_write_text(kotori.with_suffix(".civitai.info"), json.dumps(version, indent=4))
