@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from lib_lora.characters.layout import Character, CharacterLibrary, LoraVersion
@@ -49,8 +49,7 @@ class ExpandSettings:
     def from_settings(cls, value: Any) -> ExpandSettings:
         if isinstance(value, ExpandSettings):
             return value
-        names = ("character_trigger", "character_anchors", "character_drift", "prompt_comments")
-        return cls(**{n: bool(getattr(value, n)) for n in names if hasattr(value, n)})
+        return cls(**{f.name: bool(getattr(value, f.name)) for f in fields(cls) if hasattr(value, f.name)})
 
 
 @dataclass(frozen=True)
