@@ -1,7 +1,8 @@
 """Consistency sheet jobs: render the same character in five scenes (or the expressions row) × each
 version × each weight through the host's own generation with fixed seeds and the same settings in every
 cell, save the singles and one labelled grid, score it, mark the best version and weight, with progress
-and cancel. Runs on a background thread per job; :class:`SheetManager` keeps the jobs of a process.
+and cancel. :class:`SheetManager` runs each sheet as a job of its own
+:class:`~lib_lora.background.BackgroundJobs` and answers :class:`SheetStatus` views of them.
 
 Seeds: the scene in row ``i`` renders with ``seed + i`` in every column, so versions and weights are
 compared on the same noise. Singles and the sheet go into ``<out>/<YYYYmmdd-HHMMSS>-<id>/``, where
@@ -24,6 +25,7 @@ from typing import Any
 
 from PIL import Image
 
+from lib_lora.background import CANCELLED, FAILED, SUCCEEDED, BackgroundJobs, Job, JobContext
 from lib_lora.consistency.grid import assemble_grid
 from lib_lora.consistency.scenes import (
     Scene,
@@ -41,9 +43,8 @@ from lib_lora.consistency.versions import (
     resolve_target,
     resolve_versions,
 )
-from lib_lora.errors import ConsistencyError, NeedsWebUIError
+from lib_lora.errors import ConsistencyError, LoraStudioError, NeedsWebUIError
 from lib_lora.host import GenerationRequest
-from lib_lora.train.runner import CANCELLED, CANCELLING, FAILED, QUEUED, RUNNING, SUCCEEDED
 
 DEFAULT_WEIGHTS = (0.6, 0.8, 1.0)
 VARIANTS = ("scenes", "expressions")
@@ -102,6 +103,17 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class SheetOutcome:
+    """What a sheet job publishes as it goes (its record's ``result``); the folder is its ``output_path``."""
+
+    cells: tuple[Cell, ...] = ()
+    sheet: str | None = None
+    best: tuple[str, float] | None = None
+    score_message: str = ""
+    expressions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SheetStatus:
     id: str
     state: str
@@ -118,6 +130,15 @@ class SheetStatus:
     @property
     def done(self) -> bool:
         return self.state in (SUCCEEDED, FAILED, CANCELLED)
+
+    @classmethod
+    def of(cls, job: Job[SheetOutcome]) -> SheetStatus:
+        """The view of a sheet job's record: 90% of the progress is rendering (``step`` of ``total``
+        cells), the last 10% scoring and the grid."""
+        out = job.result or SheetOutcome()
+        progress = 1.0 if job.state == SUCCEEDED else (0.9 * job.step / job.total if job.total else 0.0)
+        return cls(job.id, job.state, progress, out.sheet, out.cells, out.best, out.score_message, job.message,
+                   job.output_path, out.expressions, job.created_at)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -163,15 +184,6 @@ def default_size(host: Any, target: Target) -> int:
     return 1024 if arch in NATIVE_1024 else 512
 
 
-class _Job:
-    def __init__(self, job_id: str, plan: SheetPlan) -> None:
-        self.id = job_id
-        self.plan = plan
-        self.cancel = threading.Event()
-        self.status = SheetStatus(job_id, QUEUED, 0.0)
-        self.thread: threading.Thread | None = None
-
-
 class SheetManager:
     """The consistency sheet jobs of one host. ``jobs`` gives the training job manager (for
     ``job:<id>/<file>`` versions); ``embedder`` builds the scorer (default: the CLIP model the settings
@@ -184,9 +196,8 @@ class SheetManager:
         self._embedder_factory = embedder
         self._embedder: Embedder | None = None
         self._embedder_key: tuple[str, str] | None = None
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._jobs: dict[str, _Job] = {}
+        self._sheets: BackgroundJobs[SheetOutcome] = BackgroundJobs(
+            keep=KEEP_FINISHED, new_id=lambda _kind: uuid.uuid4().hex[:12])
 
     # -- planning
     def plan(self, request: SheetRequest) -> SheetPlan:
@@ -216,61 +227,23 @@ class SheetManager:
     def submit(self, request: SheetRequest) -> str:
         """Check and queue a sheet; its id. Raises ConsistencyError / NeedsWebUIError at once."""
         plan = self.plan(request)
-        job = _Job(uuid.uuid4().hex[:12], plan)
-        with self._lock:
-            self._forget_old()
-            self._jobs[job.id] = job
-        job.thread = threading.Thread(target=self._run, args=(job,), name=f"lora-studio-sheet-{job.id}", daemon=True)
-        job.thread.start()
-        return job.id
+        return self._sheets.submit("consistency-sheet", lambda ctx: self._run(ctx, plan)).id
 
     def get(self, job_id: str) -> SheetStatus:
-        with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None:
-                raise KeyError(job_id)
-            return job.status
+        return SheetStatus.of(self._sheets.snapshot(job_id))
 
     def list(self) -> list[SheetStatus]:
-        with self._lock:
-            return sorted((j.status for j in self._jobs.values()), key=lambda s: -s.created_at)
+        return [SheetStatus.of(job) for job in self._sheets.list()]
 
     def cancel(self, job_id: str) -> SheetStatus:
-        with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None:
-                raise KeyError(job_id)
-            if not job.status.done:
-                job.cancel.set()
-                job.status = replace(job.status, state=CANCELLING, message="cancelling after the current image")
-                self._changed.notify_all()
-            return job.status
+        self._sheets.cancel(job_id, message="cancelling after the current image")
+        return self.get(job_id)
 
     def wait(self, job_id: str, timeout: float | None = None) -> SheetStatus:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while True:
-                job = self._jobs.get(job_id)
-                if job is None:
-                    raise KeyError(job_id)
-                if job.status.done:
-                    return job.status
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(f"sheet {job_id} still {job.status.state}")
-                self._changed.wait(left)
-
-    def _set(self, job: _Job, **changes: Any) -> None:
-        with self._lock:
-            if job.cancel.is_set() and changes.get("state") == RUNNING:
-                changes["state"] = CANCELLING
-            job.status = replace(job.status, **changes)
-            self._changed.notify_all()
-
-    def _forget_old(self) -> None:
-        done = sorted((j for j in self._jobs.values() if j.status.done), key=lambda j: j.status.created_at)
-        for j in done[: max(0, len(done) - KEEP_FINISHED)]:
-            del self._jobs[j.id]
+        job = self._sheets.wait(job_id, timeout)
+        if not job.done:
+            raise TimeoutError(f"sheet {job_id} still {job.state}")
+        return SheetStatus.of(job)
 
     def embedder(self) -> Embedder | None:
         if self._embedder_factory is not None:
@@ -285,15 +258,14 @@ class SheetManager:
         return self._embedder
 
     # -- the run
-    def _run(self, job: _Job) -> None:
-        plan = job.plan
+    def _run(self, ctx: JobContext[SheetOutcome], plan: SheetPlan) -> SheetOutcome:
+        """The job: stage epoch files, render, score; its errors become the sheet's message."""
         staging: Staging | None = None
-        final: dict[str, Any] = {"state": FAILED, "message": "stopped"}
         try:
-            self._set(job, state=RUNNING, message="preparing")
+            ctx.update(message="preparing")
             versions: list[Version] = []
             if any(src for _n, src in plan.columns):
-                staging = Staging(self.host, job.id)
+                staging = Staging(self.host, ctx.job.id)
             for name, src in plan.columns:
                 if src is not None and staging is not None:
                     versions.append(staging.stage(src))
@@ -303,30 +275,31 @@ class SheetManager:
                     versions.append(Version(name, name, ""))
             if staging is not None:
                 staging.refresh()
-            final = self._render(job, versions)
-        except Exception as exc:  # the job reports it; the thread must not die silently
-            final = {"state": FAILED, "message": str(exc) or type(exc).__name__}
+            return self._render(ctx, plan, versions)
+        except LoraStudioError:
+            raise
+        except Exception as exc:  # the WebUI's own failure (out of memory, ...) is what the sheet reports
+            raise ConsistencyError(str(exc) or type(exc).__name__) from exc
         finally:
             if staging is not None:  # staged files go before the job reports its end
                 try:
                     staging.remove()
                 except OSError:
                     pass
-        self._set(job, **final)
 
-    def _render(self, job: _Job, versions: Sequence[Version]) -> dict[str, Any]:
-        plan, req = job.plan, job.plan.request
+    def _render(self, ctx: JobContext[SheetOutcome], plan: SheetPlan, versions: Sequence[Version]) -> SheetOutcome:
+        req = plan.request
         columns = [(v, w) for v in versions for w in req.weights]
-        folder = os.path.join(plan.target.out_dir, f"{time.strftime('%Y%m%d-%H%M%S')}-{job.id}")
+        folder = os.path.join(plan.target.out_dir, f"{time.strftime('%Y%m%d-%H%M%S')}-{ctx.job.id}")
         os.makedirs(folder, exist_ok=True)
-        self._set(job, folder=folder, message="rendering")
         total = len(columns) * len(plan.scenes)
+        ctx.update(output_path=folder, message="rendering", step=0, total=total)
         images: list[list[Image.Image | None]] = [[None] * len(columns) for _ in plan.scenes]
         paths: list[list[str | None]] = [[None] * len(columns) for _ in plan.scenes]
         done = 0
         for c, (version, weight) in enumerate(columns):
             for s, scene in enumerate(plan.scenes):
-                if job.cancel.is_set():
+                if ctx.should_stop():
                     break
                 gen = GenerationRequest(
                     prompt=render_prompt(scene, plan.target.trigger, version.lora_name, weight),
@@ -339,11 +312,11 @@ class SheetManager:
                 image.save(path)
                 images[s][c], paths[s][c] = image, path
                 done += 1
-                self._set(job, progress=0.9 * done / total, cells=self._cells(plan, columns, paths, None))
-        cancelled = job.cancel.is_set()
+                ctx.update(step=done, result=SheetOutcome(cells=self._cells(plan, columns, paths, None)))
+        cancelled = ctx.should_stop()
         score = None
         if not cancelled:
-            self._set(job, message="scoring")
+            ctx.update(message="scoring")
             refs = [Image.open(p).convert("RGB") for p in plan.target.references]
             score = score_sheet(images, refs, self.embedder())
         best_col = score.best_column if score is not None else None
@@ -355,18 +328,15 @@ class SheetManager:
         cells = self._cells(plan, columns, paths, score.cells if score is not None else None)
         best = (columns[best_col][0].label, columns[best_col][1]) if best_col is not None else None
         written = self._write_expressions(plan, folder, paths, best_col) if not cancelled else ()
+        score_message = score.message if score else "score skipped: cancelled"
         with open(os.path.join(folder, "sheet.json"), "w", encoding="utf-8") as f:
             json.dump({"rows": list(layout.row_labels), "columns": list(layout.column_labels),
                        "boxes": [list(b) for b in layout.boxes], "best_column": layout.best_column,
                        "cells": [c.to_dict() for c in cells], "prompts": [sc.prompt for sc in plan.scenes],
                        "seed": req.seed, "steps": req.steps, "width": plan.width, "height": plan.height,
-                       "score_message": score.message if score else "score skipped: cancelled"}, f, indent=1)
-        return {"state": CANCELLED if cancelled else SUCCEEDED,
-                "progress": job.status.progress if cancelled else 1.0,
-                "sheet": sheet_path, "cells": cells, "best": best,
-                "score_message": score.message if score else "score skipped: cancelled",
-                "message": "cancelled: the sheet shows what was rendered" if cancelled else "done",
-                "expressions": written}
+                       "score_message": score_message}, f, indent=1)
+        ctx.update(message="cancelled: the sheet shows what was rendered" if cancelled else "done")
+        return SheetOutcome(cells=cells, sheet=sheet_path, best=best, score_message=score_message, expressions=written)
 
     @staticmethod
     def _cells(plan: SheetPlan, columns: Sequence[tuple[Version, float]], paths: Sequence[Sequence[str | None]],
@@ -420,5 +390,5 @@ def manager_for(host: Any, jobs: Callable[[], Any] | None = None) -> SheetManage
         return m
 
 
-__all__ = ["DEFAULT_WEIGHTS", "VARIANTS", "Cell", "SheetManager", "SheetPlan", "SheetRequest", "SheetStatus",
-           "default_size", "manager_for"]
+__all__ = ["DEFAULT_WEIGHTS", "VARIANTS", "Cell", "SheetManager", "SheetOutcome", "SheetPlan", "SheetRequest",
+           "SheetStatus", "default_size", "manager_for"]
