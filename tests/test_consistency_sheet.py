@@ -135,6 +135,23 @@ def test_cancel_keeps_a_partial_sheet(world) -> None:  # type: ignore[no-untyped
     assert Path(st.sheet).is_file()
 
 
+def test_wait_raises_after_its_timeout_and_list_is_newest_first(world) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    world.host.gate = threading.Event()
+    first = world.manager.submit(small(weights=(1.0,)))
+    with pytest.raises(TimeoutError, match=f"sheet {first} still"):
+        world.manager.wait(first, timeout=0.05)
+    world.host.gate.set()
+    assert world.manager.wait(first, timeout=60).state == "succeeded"
+    second = world.manager.wait(world.manager.submit(small(weights=(1.0,))), timeout=60)
+    assert [st.id for st in world.manager.list()] == [second.id, first]
+    with pytest.raises(KeyError):
+        world.manager.get("nope")
+    with pytest.raises(KeyError):
+        world.manager.cancel("nope")
+
+
 def test_epoch_files_are_staged_then_removed(world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "training" / "zed-run"
     make_lora(out, "zed-000001", "kohya-sd1")

@@ -47,6 +47,18 @@ def test_job_shape_success_failure_and_cancel() -> None:
     assert [x.id for x in reg.list()][0] == job.id
 
 
+def test_a_result_with_ok_false_fails_the_job_with_its_message() -> None:
+    reg = JobRegistry()
+
+    def partly(ctx: JobContext) -> tuple[str, Any, str | None]:
+        return "1 of 2 failed", {"ok": False, "results": []}, None
+
+    j = reg.wait(reg.start("civitai-fetch", partly, {}).id, timeout=10)
+    d = j.to_dict()["status"]
+    assert d["state"] == "failed" and d["message"] == "1 of 2 failed" and d["errors"] == ["1 of 2 failed"]
+    assert j.result == {"ok": False, "results": []}
+
+
 class _Host:
     def __init__(self, data: Path, auto_fetch: bool) -> None:
         self.data = data
