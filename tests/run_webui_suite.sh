@@ -6,7 +6,9 @@
 # Each WEBUI_DIR is an AUTOMATIC1111 v1.10.x or Forge checkout as its own launcher leaves it: the
 # `repositories/` it clones next to `modules/` (A1111: stable-diffusion-stability-ai, generative-models,
 # k-diffusion, BLIP, assets; Forge: huggingface_guess, BLIP, assets) and a venv with its
-# requirements_versions.txt plus the `clip` package its launcher installs. WEBUI_PYTHON defaults to
+# requirements_versions.txt plus the `clip` package its launcher installs. For A1111's IP-Adapter tests,
+# a sd-webui-controlnet checkout (WEBUI_CONTROLNET_DIR, else WEBUI_DIR/extensions/sd-webui-controlnet, its
+# requirements.txt installed in that venv) is linked in; without one those tests skip (Forge: built in). WEBUI_PYTHON defaults to
 # WEBUI_DIR/venv/bin/python. A CPU-only torch is enough: no model weights are loaded (the model and the
 # sampler are stubbed), nothing is downloaded (HF_HUB_OFFLINE=1), and LoRA Studio is linked into a
 # temporary data dir's extensions/ folder, so the install is not modified.
@@ -21,7 +23,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-python3}"
-[ $# -gt 0 ] || { sed -n '2,20p' "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n "2,22p" "$0"; exit 2; }
 status=0
 for spec in "$@"; do
     dir="${spec%%=*}"

@@ -181,6 +181,14 @@ def test_a1111_unit_reaches_controlnet_arguments(standin: Any) -> None:
     ipadapter.before_process_hook(q)  # "use reference" is off for this character
     assert q.script_args[1].enabled is False and not q.comments
 
+    # external_code imports, but the ControlNet script failed to load (seen in a real A1111 whose
+    # controlnet.py raised on import): said plainly, nothing added
+    broken = FakeP("<char:hero> x", ("x", FakeUnit(enabled=False)), types.SimpleNamespace(
+        alwayson_scripts=[FakeScript("LoRA Studio", 0, 1)]))
+    ipadapter.before_process_hook(broken)
+    assert broken.script_args[1].enabled is False
+    assert any("failed to load" in c and "controlnet" in c for c in broken.comments), broken.comments
+
 
 def test_forge_unit_goes_into_the_script_args_slice(standin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from lib_lora.webui import ipadapter

@@ -1,7 +1,9 @@
 """LoRA Studio inside a real WebUI (A1111 v1.10.x or Forge): skipped unless ``WEBUI_DIR`` is set.
 
 ``WEBUI_DIR`` is a WebUI checkout (with its ``repositories/`` in place); ``WEBUI_PYTHON`` the python of its
-venv (default ``$WEBUI_DIR/venv/bin/python``). tests/webui_real_runner.py runs in a subprocess with that
+venv (default ``$WEBUI_DIR/venv/bin/python``). For A1111, the sd-webui-controlnet extension (a checkout at
+``WEBUI_CONTROLNET_DIR``, else ``$WEBUI_DIR/extensions/sd-webui-controlnet``, its requirements installed in
+that venv) is linked in when present, for the IP-Adapter tests; Forge has ControlNet built in. tests/webui_real_runner.py runs in a subprocess with that
 python: the real ``initialize``, ``scripts``, ``processing``, ``extra_networks``, built-in Lora and HTTP API
 handlers; the model and the sampler are stubbed (no weights), the text encoder's input is tokenised with
 the real CLIP tokenizer from tests/fixtures. See tests/run_webui_suite.sh.
@@ -28,6 +30,18 @@ pytestmark = [
     pytest.mark.webui,
     pytest.mark.skipif(not WEBUI_DIR, reason="set WEBUI_DIR (and WEBUI_PYTHON) to run against a real WebUI"),
 ]
+
+FORGE = (Path(WEBUI_DIR) / "modules_forge").is_dir() if WEBUI_DIR else False
+
+
+def _a1111_controlnet() -> Path | None:
+    """The sd-webui-controlnet checkout an A1111 run links in, or ``None`` (Forge: built in)."""
+    if not WEBUI_DIR or FORGE:
+        return None
+    given = os.environ.get("WEBUI_CONTROLNET_DIR")
+    folder = Path(given) if given else Path(WEBUI_DIR) / "extensions" / "sd-webui-controlnet"
+    return folder if (folder / "scripts" / "external_code.py").is_file() else None
+
 
 SD15 = "kohya-outputs/sd15-kohya-dim4-mychar.safetensors"
 SDXL = "kohya-outputs/sdxl-kohya-unetonly.safetensors"
@@ -136,6 +150,9 @@ def run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[st
     epochs.mkdir()
     shutil.copyfile(fixtures_dir / SD15, epochs / "hero-000001.safetensors")
     (data / "extensions" / "lora-studio").symlink_to(REPO, target_is_directory=True)
+    controlnet_ext = _a1111_controlnet()
+    if controlnet_ext is not None:
+        (data / "extensions" / "sd-webui-controlnet").symlink_to(controlnet_ext, target_is_directory=True)
     out = root / "out.json"
     config = {
         "data_dir": str(data),
@@ -334,32 +351,44 @@ def test_char_tag_img2img_and_unknown(run: dict[str, Any]) -> None:
 def test_char_reference_without_model_says_what_to_install(run: dict[str, Any]) -> None:
     s = _scenario(run, "char_reference")
     assert s["all_prompts"] == ["(reftok:1.3), same character, consistent appearance, x"]
-    wanted = "download ip-adapter_sd15.safetensors" if run["flavor"] == "forge" else "sd-webui-controlnet"
+    with_controlnet = run["flavor"] == "forge" or _a1111_controlnet() is not None
+    wanted = "download ip-adapter_sd15.safetensors" if with_controlnet else "install the sd-webui-controlnet extension"
     assert any(wanted in c for c in s["comments"]), s["comments"]
 
 
 def test_char_reference_unit_reaches_the_real_controlnet(run: dict[str, Any]) -> None:
     """Issue 11 part 5: with an IP-Adapter model file present, ``<char:refchar>`` gets an enabled unit in the
     ControlNet script's slice of ``p.script_args``, read back by the real ControlNet's ``get_enabled_units``
-    (A1111: needs sd-webui-controlnet, which the suite does not install)."""
-    if run["flavor"] != "forge":
-        pytest.skip("A1111 has no built-in ControlNet")
+    and image reader: Forge's built-in ``lib_controlnet``, or A1111's sd-webui-controlnet (linked in when a
+    checkout is found, see the module docstring)."""
+    forge = run["flavor"] == "forge"
+    if not forge and _a1111_controlnet() is None:
+        pytest.skip("no sd-webui-controlnet checkout: set WEBUI_CONTROLNET_DIR or put it in $WEBUI_DIR/extensions")
     s = _scenario(run, "char_reference_unit")
     cn = s["controlnet"]
     assert "error" not in cn, cn["error"]
-    assert cn["script"].endswith("ControlNetForForgeOfficial") and len(cn["calls"]) == 1, cn
+    assert len(cn["calls"]) == 1, cn
     call = cn["calls"][0]
     assert call["args_in_slice"] and call["slice_len"] == cn["span"][1] - cn["span"][0]
     [unit] = call["enabled"]  # the API's default units are all disabled: ours took the first
     assert call["enabled_at"] == [0], call["enabled_at"]
-    assert unit["type"] == "lib_controlnet.external_code.ControlNetUnit"
-    assert unit["module"] == "CLIP-ViT-H (IPAdapter)" and unit["preprocessor_known"], unit
+    if forge:
+        assert cn["script"].endswith("ControlNetForForgeOfficial"), cn["script"]
+        assert unit["type"] == "lib_controlnet.external_code.ControlNetUnit"
+        module = "CLIP-ViT-H (IPAdapter)"
+    else:
+        assert cn["script"].endswith(".Script") and "controlnet" in cn["script"], cn["script"]
+        assert call["external_code"].endswith("external_code"), call["external_code"]
+        assert unit["type"] == "internal_controlnet.args.ControlNetUnit", unit["type"]  # what external_code exports
+        module = "ip-adapter_clip_sd15"
+    assert unit["module"] == module and unit["preprocessor_known"], unit
     assert unit["model"].startswith("ip-adapter_sd15 [") and unit["model_file"].endswith("ip-adapter_sd15.safetensors")
-    assert unit["weight"] == 0.7 and unit["image_shape"] == [8, 8, 3] and unit["image_dtype"] == "uint8"
-    assert call["input_images"] == [[[8, 8, 3]]], call["input_images"]  # ControlNet's own image reader took it
+    assert unit["weight"] == 0.7 and unit["image_shape"][:2] == [8, 8], unit
+    # ControlNet's own image reader took it (sd-webui-controlnet hands a CLIP unit RGB plus its mask channel)
+    assert call["input_images"] == [[[8, 8, 3 if forge else 4]]], call["input_images"]
     assert not any("IP-Adapter" in c or "reference image" in c for c in s["comments"]), s["comments"]
     info = s["infotexts"][0].strip().splitlines()[-1]
-    assert 'Character reference: "refchar: front.png (CLIP-ViT-H (IPAdapter), ip-adapter_sd15 [' in info, info
+    assert f'Character reference: "refchar: front.png ({module}, ip-adapter_sd15 [' in info, info
 
 
 def test_consistency_sheet_in_the_real_webui(run: dict[str, Any]) -> None:

@@ -116,16 +116,18 @@ def main() -> None:
         if spec.get("checkpoint"):
             select_checkpoint(spec["checkpoint"])
         for key, value in spec.get("options", {}).items():
-            shared.opts.set(key, value)
+            if key in shared.opts.data_labels:  # an extension's setting (ControlNet's) exists only with it
+                shared.opts.set(key, value)
         try:
-            with controlnet_probe(spec.get("controlnet_probe", False)) as probe:
+            with controlnet_probe(spec.get("controlnet_probe", False), forge) as probe:
                 OUT["scenarios"][name] = run_scenario(api, models, spec, forge)
             if probe is not None:
                 OUT["scenarios"][name]["controlnet"] = probe
         except Exception:
             OUT["scenarios"][name] = {"error": traceback.format_exc()}
         for key in spec.get("options", {}):
-            shared.opts.set(key, shared.opts.get_default(key))
+            if key in shared.opts.data_labels:
+                shared.opts.set(key, shared.opts.get_default(key))
     del processing, sd_samplers
 
     # GPU memory and the queue, as the Train tab uses them
@@ -149,10 +151,11 @@ def main() -> None:
 
 
 @contextlib.contextmanager
-def controlnet_probe(active: bool) -> Any:
-    """Forge's built-in ControlNet script, with its ``process`` reduced to reading its units: the real
-    ``get_enabled_units`` over the arguments the WebUI hands it (its slice of ``p.script_args``), recorded;
-    nothing is preprocessed or rendered (no CLIP vision or IP-Adapter weights here)."""
+def controlnet_probe(active: bool, forge: bool) -> Any:
+    """The WebUI's ControlNet script (Forge's built-in one, or A1111's sd-webui-controlnet extension), with
+    its ``process`` reduced to reading its units: the real ``get_enabled_units`` over the arguments the
+    WebUI hands it (its slice of ``p.script_args``) and its own reader of a unit's image, recorded; nothing
+    is preprocessed or rendered (no CLIP vision or IP-Adapter weights here)."""
     if not active:
         yield None
         return
@@ -166,6 +169,74 @@ def controlnet_probe(active: bool) -> Any:
         return
     record["script"] = f"{type(script).__module__}.{type(script).__name__}"
     record["span"] = [script.args_from, script.args_to]
+    process = _forge_process(script, record) if forge else _a1111_process(script, record)
+
+    def nothing(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    patched = {"process": process, "process_before_every_sampling": nothing, "postprocess_batch_list": nothing,
+               "before_process_batch": nothing, "postprocess_batch": nothing, "postprocess": nothing}
+    for attr, fn in patched.items():
+        setattr(script, attr, fn)
+    try:
+        yield record
+    finally:
+        for attr in patched:
+            script.__dict__.pop(attr, None)
+
+
+def _enabled_at(args: Any) -> list[int]:
+    return [i for i, a in enumerate(args) if (a.get("enabled") if isinstance(a, dict) else getattr(a, "enabled", False))]
+
+
+def _a1111_process(script: Any, record: dict[str, Any]) -> Any:
+    """sd-webui-controlnet's ``process`` reduced to its real unit reading: ``Script.get_enabled_units(p)``
+    (``external_code.get_all_units_in_processing`` under it) and ``Script.choose_input_image``."""
+    cn = type(script).__dict__["controlnet_main_entry"].__globals__  # the script module's own names
+    global_state, preprocessor = cn["global_state"], cn["Preprocessor"]
+
+    def process(p: Any, *args: Any, **kwargs: Any) -> None:
+        units = script.get_enabled_units(p)
+        inputs = []
+        for idx, u in enumerate(units):
+            try:
+                image, _resize = script.choose_input_image(p, u, idx)
+                inputs.append([list(image.shape)])
+            except Exception as exc:
+                inputs.append(f"{type(exc).__name__}: {exc}")
+        call = _call(script, p, args, inputs, units, lambda u: preprocessor.get_preprocessor(u.module),
+                     global_state.cn_models)
+        call["external_code"] = getattr(cn.get("external_code"), "__name__", None)
+        record["calls"].append(call)
+
+    return process
+
+
+def _call(script: Any, p: Any, args: Any, inputs: list[Any], units: list[Any], preprocessor_of: Any,
+          model_files: dict[str, Any]) -> dict[str, Any]:
+    """What one ``process`` call saw: where the enabled units sit, what the real readers made of them."""
+    return {
+        "enabled_at": _enabled_at(args),
+        "input_images": inputs,
+        "args_in_slice": all(a is b for a, b in zip(p.script_args[script.args_from:script.args_to], args, strict=True)),
+        "slice_len": len(args),
+        "enabled": [{
+            "type": type(u).__module__ + "." + type(u).__name__, "module": u.module, "model": u.model,
+            "weight": u.weight, "image_shape": _shape(u.image), "image_dtype": str(getattr(u.image, "dtype", "")),
+            "preprocessor_known": preprocessor_of(u) is not None, "model_file": model_files.get(u.model),
+        } for u in units],
+    }
+
+
+def _shape(image: Any) -> list[int]:
+    if isinstance(image, dict):  # sd-webui-controlnet keeps {"image": array, "mask": array}
+        image = image.get("image")
+    return list(getattr(image, "shape", []) or [])
+
+
+def _forge_process(script: Any, record: dict[str, Any]) -> Any:
+    """Forge's ``lib_controlnet`` script's ``process`` reduced to ``get_enabled_units(args)`` and
+    ``get_input_data``."""
 
     def process(p: Any, *args: Any, **kwargs: Any) -> None:
         from lib_controlnet import global_state
@@ -179,33 +250,11 @@ def controlnet_probe(active: bool) -> Any:
                 inputs.append([list(image.shape) for image, _mask in images])
             except Exception as exc:
                 inputs.append(f"{type(exc).__name__}: {exc}")
-        record["calls"].append({
-            "enabled_at": [i for i, a in enumerate(args)
-                           if (a.get("enabled") if isinstance(a, dict) else getattr(a, "enabled", False))],
-            "input_images": inputs,
-            "args_in_slice": all(a is b for a, b in zip(p.script_args[script.args_from:script.args_to], args, strict=True)),
-            "slice_len": len(args),
-            "enabled": [{
-                "type": type(u).__module__ + "." + type(u).__name__, "module": u.module, "model": u.model,
-                "weight": u.weight, "image_shape": list(getattr(u.image, "shape", []) or []),
-                "image_dtype": str(getattr(u.image, "dtype", "")),
-                "preprocessor_known": global_state.get_preprocessor(u.module) is not None,
-                "model_file": global_state.controlnet_filename_dict.get(u.model),
-            } for u in units],
-        })
+        record["calls"].append(_call(script, p, args, inputs, units, lambda u: global_state.get_preprocessor(u.module),
+                                     global_state.controlnet_filename_dict))
         script.current_params = {}
 
-    def nothing(*args: Any, **kwargs: Any) -> None:
-        return None
-
-    patched = {"process": process, "process_before_every_sampling": nothing, "postprocess_batch_list": nothing}
-    for attr, fn in patched.items():
-        setattr(script, attr, fn)
-    try:
-        yield record
-    finally:
-        for attr in patched:
-            script.__dict__.pop(attr, None)
+    return process
 
 
 def consistency_sheet(h: Any) -> dict[str, Any]:

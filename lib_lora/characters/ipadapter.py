@@ -36,6 +36,8 @@ INSTALL_CONTROLNET = {
            "https://github.com/Mikubill/sd-webui-controlnet) and restart the WebUI",
     FORGE: "enable Forge's built-in ControlNet (extensions-builtin/sd_forge_controlnet)",
 }
+CONTROLNET_NOT_LOADED = ("ControlNet is installed, but its script is not part of this generation: it probably "
+                         "failed to load (look for 'Error loading script' about controlnet in the WebUI console)")
 SUGGESTED_MODEL = {"sd1": "ip-adapter_sd15.safetensors", "sdxl": "ip-adapter_sdxl_vit-h.safetensors"}
 
 

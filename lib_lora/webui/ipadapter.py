@@ -140,9 +140,16 @@ def add_unit_a1111(p: Any, unit: Any, external_code: Any) -> str:
     return title
 
 
+def controlnet_script(p: Any) -> Any | None:
+    """The ControlNet script among this generation's always-on scripts (both WebUIs title it "ControlNet"),
+    or ``None``: its module may be importable while its script failed to load."""
+    return next((s for s in getattr(getattr(p, "scripts", None), "alwayson_scripts", None) or []
+                 if str(s.title()).lower() == "controlnet"), None)
+
+
 def add_unit_forge(p: Any, unit: Any, external_code: Any, global_state: Any) -> str:
     """Put ``unit`` into the first disabled unit of Forge's ControlNet script arguments."""
-    script = next((s for s in getattr(p.scripts, "alwayson_scripts", []) if str(s.title()).lower() == "controlnet"), None)
+    script = controlnet_script(p)
     if script is None:
         raise LookupError("Forge's ControlNet script is not part of this generation")
     global_state.update_controlnet_filenames()  # rebinds the dict: read it afterwards
@@ -165,7 +172,14 @@ def before_process_hook(p: Any) -> None:
     """``Script.before_process``: an IP-Adapter unit per ``<char:NAME>`` that uses its reference image."""
     from lib_lora.characters import characters_for_host, has_character_tags
     from lib_lora.characters.expand import character_names
-    from lib_lora.characters.ipadapter import A1111, FORGE, detect_models, plan_reference, uses_reference
+    from lib_lora.characters.ipadapter import (
+        A1111,
+        CONTROLNET_NOT_LOADED,
+        FORGE,
+        detect_models,
+        plan_reference,
+        uses_reference,
+    )
 
     h = host()
     if not h.settings().enabled:
@@ -181,6 +195,10 @@ def before_process_hook(p: Any) -> None:
     forge = forge_controlnet() if flavor == FORGE else None
     a1111 = a1111_external_code() if flavor == A1111 else None
     available = forge is not None or a1111 is not None
+    if available and controlnet_script(p) is None:
+        for character in wanted:
+            _warn(p, None, f"<char:{character.name}>: the reference image was not added: {CONTROLNET_NOT_LOADED}")
+        return
     models = detect_models(model_folders(flavor)) if available else []
     detection = h.checkpoint_detection(h.checkpoint_for_generation(p))
     base = getattr(detection, "architecture", None)
