@@ -297,3 +297,15 @@ def test_a_taken_name_at_placement_fails_and_keeps_the_trained_file(tmp_path: Pa
     assert sorted(p.name for p in (root / "Zed" / "lora").iterdir()) == ["Zed_v1.safetensors"]  # no Zed_v2
     assert "the file exists" in str((read_result(record.job_dir) or {}).get("error"))
     assert reserved_versions(root / "Zed" / "lora", "Zed") == []  # it will never be placed: given back
+
+
+def test_a_folder_without_file_locks_still_reserves(tmp_path: Path, monkeypatch, caplog) -> None:
+    from lib_lora.characters import reservation
+
+    def no_locks(fd: int) -> None:
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(reservation, "_lock_fd", no_locks)
+    with caplog.at_level(logging.WARNING, logger="lib_lora.characters.reservation"):
+        assert [reserve(tmp_path / "c" / "Zed", "Zed").version for _ in range(2)] == [1, 2]
+    assert "reserving without the lock" in caplog.text

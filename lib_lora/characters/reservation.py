@@ -20,6 +20,7 @@ here (its process cannot be seen): it only costs a number.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -127,7 +128,13 @@ def _locked(characters_root: Path) -> Iterator[None]:
         except OSError as exc:
             raise CharacterError(f"cannot reserve a version in {characters_root}: {exc.strerror or exc}") from None
         try:
-            _lock_fd(fd)
+            try:
+                _lock_fd(fd)
+            except OSError as exc:  # a file system without locks (some network shares): O_EXCL alone
+                log.warning("LoRA Studio: cannot lock %s (%s): reserving without the lock",
+                            characters_root / LOCK_NAME, exc.strerror or exc)
+                yield
+                return
             try:
                 yield
             finally:
@@ -144,8 +151,9 @@ if sys.platform == "win32":  # pragma: no cover - untested code path
             try:
                 msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # tries for about 10 s, then raises
                 return
-            except OSError:
-                continue
+            except OSError as exc:
+                if exc.errno not in (errno.EDEADLOCK, errno.EACCES):
+                    raise
 
     def _unlock_fd(fd: int) -> None:
         os.lseek(fd, 0, os.SEEK_SET)
