@@ -128,17 +128,18 @@ def _locked(characters_root: Path) -> Iterator[None]:
         except OSError as exc:
             raise CharacterError(f"cannot reserve a version in {characters_root}: {exc.strerror or exc}") from None
         try:
+            locked = True
             try:
                 _lock_fd(fd)
             except OSError as exc:  # a file system without locks (some network shares): O_EXCL alone
+                locked = False
                 log.warning("LoRA Studio: cannot lock %s (%s): reserving without the lock",
                             characters_root / LOCK_NAME, exc.strerror or exc)
-                yield
-                return
             try:
                 yield
             finally:
-                _unlock_fd(fd)
+                if locked:
+                    _unlock_fd(fd)
         finally:
             os.close(fd)
 
@@ -214,9 +215,9 @@ def stale_reason(res: Reservation) -> str | None:
     return f"its job {res.job} {status.state} and cannot be resumed"
 
 
-def _reclaim(res: Reservation, reason: str) -> str:
-    return _reclaim_file(Path(res.path), f"reclaimed the reservation of {res.stem} in {res.lora_folder} "
-                                         f"({res.describe()}): {reason}")
+def _reclaim(res: Reservation, reason: str, path: Path | None = None) -> str:
+    return _reclaim_file(path or Path(res.path), f"reclaimed the reservation of {res.stem} in {res.lora_folder} "
+                                                 f"({res.describe()}): {reason}")
 
 
 def _reclaim_file(path: Path, note: str) -> str:
@@ -244,11 +245,9 @@ def _reclaim_stale(lora: Path) -> list[str]:
         if res is None:
             notes.append(_reclaim_file(lora / entry, f"reclaimed {entry} in {lora}: it cannot be read"))
             continue
-        if os.path.basename(res.path) != entry:  # a marker renamed by hand: its name is what counts
-            continue
         reason = stale_reason(res)
         if reason is not None:
-            notes.append(_reclaim(res, reason))
+            notes.append(_reclaim(res, reason, lora / entry))
     return notes
 
 
