@@ -51,19 +51,27 @@ def test_characters_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(os.name == "nt", reason="the stand-in trainer is a shell script")
-def test_train_character_makes_v1_then_v2(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+def train_setup(tmp_path: Path) -> tuple[list[str], Path, Path]:
+    """A captioned dataset, a checkpoint, the stand-in trainer and an empty LoRA folder: ``(the train
+    arguments but --data-dir, --output and --character, the LoRA folder, the dataset)``."""
     from factory import make_images
 
-    monkeypatch.delenv(ENV_ROOT, raising=False)
     data = make_images(tmp_path / "pics", n=6, caption="zed, looking at viewer")
     ckpt = tmp_path / "base.safetensors"
     ckpt.write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
     sd, py = stand_in_trainer(tmp_path, "--duration", "0.3")
     loras = tmp_path / "Lora"
     loras.mkdir()
-    common = ["train", str(data), "--base", str(ckpt), "--arch", "sd1", "--steps", "4", "--sd-scripts", str(sd),
-              "--trainer-python", str(py), "--data-dir", str(tmp_path / "studio"), "--lora-dir", str(loras), "--quiet"]
+    return (["train", str(data), "--base", str(ckpt), "--arch", "sd1", "--steps", "4", "--sd-scripts", str(sd),
+             "--trainer-python", str(py), "--lora-dir", str(loras), "--quiet"], loras, data)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in trainer is a shell script")
+def test_train_character_makes_v1_then_v2(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.delenv(ENV_ROOT, raising=False)
+    common, loras, data = train_setup(tmp_path)
+    common += ["--data-dir", str(tmp_path / "studio")]
+    ckpt = tmp_path / "base.safetensors"
     assert main([*common, "--character", "zed", "--output", str(tmp_path / "o1")]) == 1
     assert "new character: give its trigger word" in capsys.readouterr().err
     assert main([*common, "--character", "zed", "--trigger", "zed", "--output", str(tmp_path / "o1")]) == 0, \

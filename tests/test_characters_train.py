@@ -99,19 +99,19 @@ def test_two_trainings_started_together_get_their_own_versions(world: World) -> 
         assert read_header(view.installed.path).metadata["ss_output_name"] == f"Zed_v{n}"
 
 
-def test_install_keeps_the_trained_version_while_it_is_free(tmp_path: Path) -> None:
+def test_install_places_exactly_the_trained_version(tmp_path: Path) -> None:
     from lib_lora.characters.training import destination_args
 
     lora = tmp_path / "chars" / "Hero" / "lora"
     lora.mkdir(parents=True)
     (lora / "Hero_v2.safetensors").write_bytes(b"x")
     intent = {"root": str(tmp_path / "chars"), "name": "Hero", "version": 1}
-    folder, stem, numbering = destination_args(intent)
-    assert folder == str(lora) and stem == "Hero"
-    assert [numbering(stem, n) for n in (1, 2, 3)] == ["Hero_v1", "Hero_v3", "Hero_v4"]  # v1 is still free
-    # an intent without a version (an older job record): the next free one
-    _, _, plain = destination_args({"root": str(tmp_path / "chars"), "name": "Hero"})
-    assert plain(stem, 1) == "Hero_v3"
+    folder, stem, numbering, exact = destination_args(intent)
+    assert folder == str(lora) and stem == "Hero" and exact
+    assert numbering(stem, 1) == "Hero_v1"
+    # an intent without a version (an older job record): the next free one, numbered on
+    _, _, plain, exact = destination_args({"root": str(tmp_path / "chars"), "name": "Hero"})
+    assert not exact and [plain(stem, n) for n in (1, 2)] == ["Hero_v3", "Hero_v4"]
     # versions held by trainings not installed yet are skipped; another character's or root's are not
     pending = [{"root": str(tmp_path / "chars"), "name": "hero", "version": 4},
                {"root": str(tmp_path / "chars"), "name": "Other", "version": 9},
@@ -120,3 +120,71 @@ def test_install_keeps_the_trained_version_while_it_is_free(tmp_path: Path) -> N
     assert character_training(tmp_path / "chars", "HERO", "h", pending).output_name == "Hero_v5"
     assert character_training(tmp_path / "chars", "Hero", "h", pending[1:]).output_name == "Hero_v3"
     assert character_training(tmp_path / "chars", "Villain", "v", [{**pending[1], "name": "villain"}]).version == 10
+
+
+def test_a_resumed_job_keeps_its_version(world: World) -> None:
+    """A cancelled job holds its version while it can be resumed: a training started meanwhile takes the
+    next one, and the resumed job is placed under its own name (stem = ss_output_name)."""
+    from factory import wait_for
+
+    from lib_lora.characters.reservation import reserved_versions
+    from lib_lora.train.runner import CANCELLED
+
+    lora = world.loras / "characters" / "Zed" / "lora"
+    world.hang.touch()
+    first = world.service.start(world.request(character="Zed", trigger="zed"))
+    wait_for(lambda: world.service.status(first).status.last_save, what="the periodic save")
+    world.service.cancel(first)
+    view = world.service.wait(first, timeout=30)
+    assert view.state == CANCELLED and view.resumable
+    assert reserved_versions(lora, "Zed") == [1]  # kept while it can be resumed
+    world.hang.unlink()
+    meanwhile = world.service.wait(world.service.start(world.request(character="Zed", trigger="zed")), timeout=60)
+    assert meanwhile.installed is not None and meanwhile.installed.path == str(lora / "Zed_v2.safetensors")
+    assert reserved_versions(lora, "Zed") == [1]
+
+    resumed = world.service.wait(world.service.resume(first), timeout=60)
+    assert resumed.state == SUCCEEDED and resumed.installed is not None, resumed.install_error
+    assert resumed.installed.path == str(lora / "Zed_v1.safetensors")
+    assert read_header(lora / "Zed_v1.safetensors").metadata["ss_output_name"] == "Zed_v1"
+    assert reserved_versions(lora, "Zed") == []
+
+
+def test_a_resume_whose_version_was_taken_is_refused(world: World) -> None:
+    from factory import make_lora, wait_for
+
+    from lib_lora.characters.reservation import marker_name
+
+    lora = world.loras / "characters" / "Zed" / "lora"
+    world.hang.touch()
+    first = world.service.start(world.request(character="Zed", trigger="zed"))
+    wait_for(lambda: world.service.status(first).status.last_save, what="the periodic save")
+    world.service.cancel(first)
+    world.service.wait(first, timeout=30)
+    world.hang.unlink()
+    (lora / marker_name("Zed", 1)).unlink()  # a user tidied the folder and copied a file in
+    make_lora(lora, "Zed_v1")
+    with pytest.raises(TrainingError, match=r"Zed_v1 is taken: .*Zed_v1.safetensors"):
+        world.service.resume(first)
+    assert len(world.jobs.list()) == 1  # nothing was queued
+
+
+def test_reservations_of_jobs_that_never_place_are_given_back(world: World) -> None:
+    from lib_lora.characters.reservation import reserved_versions
+    from lib_lora.errors import TrainerEnvironmentError
+    from lib_lora.train.runner import CANCELLED
+
+    root = world.loras / "characters"
+    world.hang.touch()
+    running = world.service.start(world.request(character="Zed", trigger="zed"))
+    queued = world.service.start(world.request(character="Zed", trigger="zed"))  # waits for the GPU
+    assert reserved_versions(root / "Zed" / "lora", "Zed") == [1, 2]
+    world.service.cancel(queued)  # cancelled before it started: nothing to resume from
+    assert world.service.wait(queued, timeout=30).state == CANCELLED
+    assert reserved_versions(root / "Zed" / "lora", "Zed") == [1]
+    (Path(world.sd) / "train_network.py").unlink()
+    with pytest.raises(TrainerEnvironmentError):
+        world.service.start(world.request(character="Newbie", trigger="nb"))  # refused after reserving
+    assert not (root / "Newbie").exists()  # its folder was made only for the reservation
+    world.service.cancel(running)
+    world.service.wait(running, timeout=30)

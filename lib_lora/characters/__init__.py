@@ -5,7 +5,8 @@ One job per module: ``promptsfile`` (the ``prompts.txt`` format, read and writte
 line), ``layout`` (finding and reading character folders, version order, the character root),
 ``create`` (writing: new characters, prompt fields, reference images, the next version's name),
 ``expand`` (the ``<char:...>`` expansion used by the prompt rewrite), ``training`` (a training that
-lands in a character: ``<name>_v<N>``, reference images, ``prompts.txt``), ``ipadapter`` (the
+lands in a character: ``<name>_v<N>``, reference images, ``prompts.txt``), ``reservation`` (the
+version a training holds from its start to its placement, across processes), ``ipadapter`` (the
 IP-Adapter unit a character's reference image gets; reaching ControlNet is ``lib_lora.webui.ipadapter``).
 """
 

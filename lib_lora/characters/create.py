@@ -24,6 +24,7 @@ from lib_lora.characters.layout import (
     Character,
     load_character,
     read_prompts,
+    reserved_number,
     scan_characters,
 )
 from lib_lora.characters.promptsfile import PROMPTS_FILENAME, new_prompts_text
@@ -189,7 +190,8 @@ def add_images(character: Character, images: Sequence[str | os.PathLike[str]], *
 
 def next_version(character_folder: str | os.PathLike[str], name: str | None = None) -> int:
     """The next free version number: one more than every ``<name>_v<N>`` in ``lora/`` (any suffix,
-    sidecars included), so a deleted ``v1`` is never reused while ``v2`` exists."""
+    sidecars included) and every version a training has reserved (``.<name>_v<N>.reserved``), so a
+    deleted ``v1`` is never reused while ``v2`` exists."""
     folder = Path(character_folder)
     stem_prefix = (name or folder.name).casefold() + "_v"
     highest = 0
@@ -198,6 +200,10 @@ def next_version(character_folder: str | os.PathLike[str], name: str | None = No
     except OSError:
         entries = []
     for entry in entries:
+        reserved = reserved_number(entry, name or folder.name)
+        if reserved is not None:
+            highest = max(highest, reserved)
+            continue
         if not entry.casefold().startswith(stem_prefix):
             continue
         m = re.match(r"(\d+)(?:\.|$)", entry[len(stem_prefix):])

@@ -32,12 +32,26 @@ SUBDIRS = (LORA_DIR, REFERENCE_DIR, EXPRESSIONS_DIR)
 LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 _VERSION_RE = re.compile(r"_v(\d+)$", re.IGNORECASE)
+#: ``lora/.<name>_v<N>.reserved``: a version a training holds (:mod:`lib_lora.characters.reservation`);
+#: a dot file, so neither the versions here nor any LoRA scanner list it
+RESERVED_SUFFIX = ".reserved"
 
 
 def version_number(stem: str) -> int | None:
     """``7`` for ``alice_v7``; ``None`` for a stem without a ``_v<N>`` suffix."""
     m = _VERSION_RE.search(stem)
     return int(m.group(1)) if m else None
+
+
+def reserved_number(entry: str, name: str) -> int | None:
+    """``3`` for the file name ``.<name>_v3.reserved`` (``name`` matched case-insensitively), else ``None``."""
+    if not (entry.startswith(".") and entry.endswith(RESERVED_SUFFIX)):
+        return None
+    stem = entry[1:-len(RESERVED_SUFFIX)]
+    prefix = name.casefold() + "_v"
+    if not stem.casefold().startswith(prefix) or not stem[len(prefix):].isdigit():
+        return None
+    return int(stem[len(prefix):])
 
 
 @dataclass(frozen=True)

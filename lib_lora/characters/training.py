@@ -4,15 +4,19 @@ dataset images become reference images, and what is written when the LoRA is ins
 
 A new character needs a trigger word; an existing one uses its ``prompts.txt`` trigger unless another
 is given. The job is trained with ``--output_name <name>_v<N>`` so that the alias kohya writes into the
-file (``ss_output_name``) is its stem. Nothing is written before the training succeeds: the folder,
+file (``ss_output_name``) is its stem, and ``N`` is reserved from the start until the LoRA is placed
+(:mod:`lib_lora.characters.reservation`: across processes, kept by a resumed job), so the file is placed
+under exactly that name — never another one: when it is taken anyway the install fails and says so.
+Before the training succeeds only the reservation is written (with the ``lora/`` folder it lives in);
 ``prompts.txt`` (trigger, anchor and drift phrases) and the reference images are created at install.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ from lib_lora.characters.layout import (
     scan_characters,
 )
 from lib_lora.characters.promptsfile import PROMPTS_FILENAME, new_prompts_text
+from lib_lora.characters.reservation import Reservation, hold, release, reserve
 
 #: How many reference images are picked from the dataset by default.
 DEFAULT_REFERENCE_COUNT = 3
@@ -140,23 +145,50 @@ def pick_references(folder: str | os.PathLike[str], caption_extension: str = ".t
     return [str(p) for _, _, p in scored[:count]]
 
 
-def destination_args(intent: Mapping[str, Any]) -> tuple[str, str, Any]:
-    """``(folder, stem, numbering)`` of a character's version, for :class:`lib_lora.train.placement.
-    Destination`: ``<name>_v<N>`` with the version it was trained as (``--output_name``, so the alias in
-    the file is its stem) while that name is free, else the next free version (counted now, at install)."""
-    folder = os.path.join(str(intent["root"]), str(intent["name"]))
-    first = next_version(folder, str(intent["name"]))
+def reserve_training(training: CharacterTraining, pending: Sequence[Mapping[str, Any]] = ()
+                     ) -> tuple[CharacterTraining, Reservation]:
+    """Reserve the version ``training`` makes (the next free one: another process may have taken its
+    number meanwhile), for this process until :func:`hold_version` gives it to the job."""
+    res = reserve(training.folder, training.name, at_least=_after_pending(Path(training.root), training.name, pending))
+    return dataclasses.replace(training, version=res.version), res
+
+
+def _version_of(intent: Mapping[str, Any]) -> tuple[str, str, int]:
     try:
-        trained = int(intent.get("version") or 0)
+        version = int(intent.get("version") or 0)
     except (TypeError, ValueError):
-        trained = 0
+        version = 0
+    return os.path.join(str(intent["root"]), str(intent["name"])), str(intent["name"]), version
+
+
+def hold_version(intent: Mapping[str, Any], job: str, jobs_dir: str, owners: Collection[str | None],
+                 *, create: bool = False) -> Reservation | None:
+    """Give the version of a job's character intent to ``job`` (taken over from ``owners``; with
+    ``create`` reserved anew when nobody holds it). Raises :class:`CharacterError` when it is taken."""
+    folder, name, version = _version_of(intent)
+    if version <= 0:
+        return None
+    return hold(folder, name, version, job=job, jobs_dir=jobs_dir, owners=owners, create=create)
+
+
+def release_version(intent: Mapping[str, Any], owners: Collection[str | None]) -> bool:
+    """Give a job's version back (its LoRA was placed, or it can no longer place one)."""
+    folder, name, version = _version_of(intent)
+    return version > 0 and release(folder, name, version, owners)
+
+
+def destination_args(intent: Mapping[str, Any]) -> tuple[str, str, Any, bool]:
+    """``(folder, stem, numbering, exact)`` of a character's version, for :class:`lib_lora.train.placement.
+    Destination`: exactly ``<name>_v<N>``, the version it was trained as (``--output_name``, so the alias
+    in the file is its stem) — never another name; only an intent without a version (an older job record)
+    takes the next free one, counted now."""
+    folder, name, trained = _version_of(intent)
+    first = trained if trained > 0 else next_version(folder, name)
 
     def numbering(stem: str, n: int) -> str:
-        if trained > 0:
-            return version_stem(stem, trained if n == 1 else first + n - 2)
         return version_stem(stem, first + n - 1)
 
-    return os.path.join(folder, LORA_DIR), str(intent["name"]), numbering
+    return os.path.join(folder, LORA_DIR), name, numbering, trained > 0
 
 
 def finish_install(intent: Mapping[str, Any]) -> list[str]:

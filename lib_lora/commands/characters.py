@@ -1,7 +1,7 @@
 """``python -m lib_lora characters [DIR] [--root DIR] [--lora-dir DIR] [--json]``: list the characters.
 
 One row per character folder below the root: its name, trigger word(s), base model (of its newest LoRA),
-LoRA versions (newest first)
+LoRA versions (newest first; ``v3 (training)``: a version a training holds, not placed yet)
 and how many reference images and expressions it has. The root is ``DIR`` / ``--root``, else
 ``$LORA_STUDIO_CHARACTERS``, else ``characters/`` inside ``--lora-dir``. Exit status 1 when no root is
 known or it does not exist.
@@ -27,13 +27,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def character_rows(lib: Any) -> list[dict[str, Any]]:
-    """The JSON rows (also used by the API's listing); ``base_model`` is the newest version's."""
+    """The JSON rows (also used by the API's listing); ``base_model`` is the newest version's,
+    ``training`` the version numbers trainings have reserved (not placed yet)."""
     from lib_lora.characters.layout import version_base
+    from lib_lora.characters.reservation import reserved_versions
 
     rows = []
     for c in lib.characters:
         row = c.to_dict()
         row["version_labels"] = [v.label for v in c.versions]
+        row["training"] = reserved_versions(c.lora_folder, c.name)
         row["base_model"] = version_base(c.versions[0]) if c.versions else None
         row["reference_count"] = len(c.references)
         row["expression_count"] = len(c.expressions)
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             r["name"],
             ", ".join(r["trigger"]) or "-",
             r["base_model"] or "-",
-            ", ".join(r["version_labels"]) or "-",
+            ", ".join([*(f"v{n} (training)" for n in reversed(r["training"])), *r["version_labels"]]) or "-",
             str(r["reference_count"]),
             str(r["expression_count"]),
         ))

@@ -258,8 +258,38 @@ def _character(args: argparse.Namespace) -> Any:
     return ct
 
 
+def _reserve(args: argparse.Namespace) -> Any:
+    """Reserve the character's version for this process (see :mod:`lib_lora.characters.reservation`):
+    another ``train --character`` or the WebUI starting at the same time takes the next one."""
+    from lib_lora.characters import CharacterError
+    from lib_lora.characters.training import reserve_training
+
+    try:
+        ct, reservation = reserve_training(args.character_training)
+    except CharacterError as exc:
+        raise TrainingError(str(exc)) from None
+    for note in reservation.notes:
+        print(f"note: {note}", file=sys.stderr)
+    args.character_training, args.name = ct, ct.output_name
+    return reservation
+
+
 def run(args: argparse.Namespace) -> int:
     args.character_training = _character(args)
+    reservation = None
+    if args.character_training is not None and not args.dry_run:
+        reservation = _reserve(args)
+    args.job_bound = False
+    try:
+        return _run(args)
+    finally:
+        if reservation is not None and not args.job_bound:  # no job was queued: give the version back
+            from lib_lora.characters.training import release_version
+
+            release_version(args.character_training.intent(()), [None])
+
+
+def _run(args: argparse.Namespace) -> int:
     report, plan, error = build(args)
     print(report.format())
     if args.dry_run:
@@ -334,6 +364,15 @@ def _start(plan: TrainingPlan, args: argparse.Namespace) -> int:
     unsubscribe = None
     try:
         job_id = manager.submit(spec, meta, gpu_ids=plan.gpu_ids)
+        if character is not None:  # the version is the job's from now on (until it is placed)
+            from lib_lora.characters import CharacterError
+            from lib_lora.characters.training import hold_version
+
+            args.job_bound = True
+            try:
+                hold_version(meta["install"]["character"], job_id, os.fspath(manager.jobs_dir), [None])
+            except CharacterError as exc:
+                print(f"warning: {exc}", file=sys.stderr)
         unsubscribe = manager.subscribe(lambda record: printer(record.status) if record.id == job_id else None)
         print(f"job {job_id}: {shlex.join(spec.command)}")
         record = _wait_or_interrupt(manager, job_id)

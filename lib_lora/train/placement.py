@@ -112,11 +112,13 @@ def numbered_copy(stem: str, n: int) -> str:
 @dataclass(frozen=True)
 class Destination:
     """Where a LoRA is placed: ``<folder>/<numbering(stem, n)><suffix>`` for the first ``n`` (from 1)
-    whose file, sidecar and library name are all free. The folder is created when missing."""
+    whose file, sidecar and library name are all free (``exact``: ``n`` = 1 or an error). The folder is
+    created when missing."""
 
     folder: str
     stem: str
     numbering: Callable[[str, int], str] = numbered_copy
+    exact: bool = False  # only the first name: when it is taken, fail (a character's trained version)
 
 
 def lora_folder_destination(intent: Mapping[str, Any], lora_roots: Sequence[str], result: TrainedLora
@@ -140,8 +142,14 @@ def place_lora(result: TrainedLora, dest: Destination, host: Any) -> InstalledLo
 
     os.makedirs(dest.folder, exist_ok=True)
     suffix = Path(result.source).suffix or ".safetensors"
-    target = place_file(result.source, dest.folder, dest.stem, suffix,
-                        taken=lambda stem: _taken_name(host, stem), numbering=dest.numbering)
+    try:
+        target = place_file(result.source, dest.folder, dest.stem, suffix,
+                            taken=lambda stem: _taken_name(host, stem), numbering=dest.numbering, exact=dest.exact)
+    except TrainingError as exc:
+        if not dest.exact:
+            raise
+        raise TrainingError(f"{exc}; nothing was overwritten or renamed: the trained file stays at "
+                            f"{result.source}") from None
     new_stem = Path(target).stem
     notes: list[str] = []
     sidecar_path: str | None = None
@@ -200,13 +208,13 @@ def install_job(record: JobRecord, host: Any) -> InstalledLora:
         claim = Path(record.job_dir) / RESULT_CLAIM
         if not claim_file(claim, reclaim_own=True):
             raise TrainingError(f"job {record.id} is being installed by another LoRA Studio process")
+        character = intent.get("character")
+        if isinstance(character, dict):
+            from lib_lora.characters import training as char_training
         try:
             result = TrainedLora.from_job(record, intent)
             roots = [os.fspath(r) for r in host.lora_roots()]
-            character = intent.get("character")
-            if isinstance(character, dict):  # a character's next version (lib_lora.characters.training)
-                from lib_lora.characters import training as char_training
-
+            if isinstance(character, dict):  # a character's version (lib_lora.characters.training)
                 installed = place_lora(result, Destination(*char_training.destination_args(character)), host)
                 notes = char_training.finish_install(character)
                 if notes:
@@ -222,8 +230,19 @@ def install_job(record: JobRecord, host: Any) -> InstalledLora:
                 claim.unlink()
             except OSError:
                 pass
+            if isinstance(character, dict):  # placed, or it never will be: the version is given back
+                _release_version(char_training, character, record)
         write_result(record.job_dir, {"installed": installed.to_dict(), "at": time.time()})
     return installed
+
+
+def _release_version(char_training: Any, character: dict[str, Any], record: JobRecord) -> None:
+    from lib_lora.characters.reservation import job_chain
+
+    try:  # this job's, one it continues, or this process's not yet given to the job
+        char_training.release_version(character, [*job_chain(record), None])
+    except LoraStudioError as exc:
+        log.warning("LoRA Studio: %s", exc)
 
 
 def install_intent(plan: TrainingPlan, lora_root: str | None, ckpt_name: str,
@@ -270,20 +289,26 @@ def _expected_output(record: JobRecord) -> str | None:
 
 def place_file(source: str, folder: str, stem: str, suffix: str,
                taken: Callable[[str], bool] = lambda s: False,
-               numbering: Callable[[str, int], str] = numbered_copy) -> str:
+               numbering: Callable[[str, int], str] = numbered_copy, exact: bool = False) -> str:
     """Put ``source`` into ``folder`` as ``<stem><suffix>`` or ``<stem>-2<suffix>`` … (``numbering``)
     without ever replacing a file: a hard link when possible (instant, no extra space), else a copy made
     under a temporary name and linked into place (``link`` fails when the name exists, so two writers can
-    never overwrite each other). The training folder keeps its own file."""
-    for n in range(1, _MAX_COPIES):
+    never overwrite each other). The training folder keeps its own file. ``exact``: only the first name,
+    and a :class:`TrainingError` saying why when it is taken."""
+    for n in range(1, 2 if exact else _MAX_COPIES):
         name = numbering(stem, n)
         target = os.path.join(folder, name + suffix)
-        if os.path.lexists(target) or _sidecar_exists(folder, name) or taken(name):
+        why = _why_taken(folder, name, target, taken)
+        if why:
+            if exact:
+                raise TrainingError(f"{target} cannot be written: {why}")
             continue
         try:
             os.link(source, target)
             return target
         except FileExistsError:
+            if exact:
+                raise TrainingError(f"{target} cannot be written: it was created meanwhile") from None
             continue
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES,
@@ -295,11 +320,15 @@ def place_file(source: str, folder: str, stem: str, suffix: str,
             try:
                 os.link(tmp, target)
             except FileExistsError:
+                if exact:
+                    raise TrainingError(f"{target} cannot be written: it was created meanwhile") from None
                 continue
             except OSError:  # a file system without hard links: exclusive create, then copy into it
                 try:
                     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 except FileExistsError:
+                    if exact:
+                        raise TrainingError(f"{target} cannot be written: it was created meanwhile") from None
                     continue
                 os.close(fd)
                 os.replace(tmp, target)
@@ -314,9 +343,18 @@ def place_file(source: str, folder: str, stem: str, suffix: str,
     raise TrainingError(f"{folder} already holds {stem}{suffix} and {_MAX_COPIES - 2} numbered copies")
 
 
-def _sidecar_exists(folder: str, stem: str) -> bool:
-    """A sidecar of that name without its model (left from a deleted LoRA) would be adopted: skip it."""
-    return any(os.path.lexists(os.path.join(folder, stem + s)) for s in (".json", ".preview.png"))
+def _why_taken(folder: str, stem: str, target: str, taken: Callable[[str], bool]) -> str:
+    """Why ``<folder>/<stem>`` cannot be written ('' when it can): the file exists, a sidecar of that
+    name without its model (left from a deleted LoRA) would be adopted, or another LoRA in the library
+    answers to the name."""
+    if os.path.lexists(target):
+        return "the file exists"
+    side = next((stem + s for s in (".json", ".preview.png") if os.path.lexists(os.path.join(folder, stem + s))), None)
+    if side:
+        return f"{side} exists there"
+    if taken(stem):
+        return f"another LoRA in the library is named {stem}"
+    return ""
 
 
 def pick_preview_sample(samples: Iterable[str], sample_dir: str | None = None) -> str | None:

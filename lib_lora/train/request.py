@@ -13,7 +13,7 @@ from typing import Any
 
 from lib_lora.errors import TrainingError
 from lib_lora.train.placement import DEFAULT_PREFERRED_WEIGHT, InstalledLora
-from lib_lora.train.runner import CANCELLED, FAILED, SUCCEEDED, JobStatus
+from lib_lora.train.runner import SUCCEEDED, JobStatus
 
 _FORBIDDEN_ROOTS = ("/dev", "/proc", "/sys")
 _MAX_PATH = 4096
@@ -124,8 +124,7 @@ class JobView:
 
     @property
     def resumable(self) -> bool:
-        st = self.status
-        return st.state in (CANCELLED, FAILED) and bool(st.resume_state or st.last_save)
+        return self.status.resumable
 
     def to_dict(self) -> dict[str, Any]:
         return {

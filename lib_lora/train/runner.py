@@ -111,6 +111,11 @@ class JobStatus:
         return self.state in TERMINAL_STATES
 
     @property
+    def resumable(self) -> bool:
+        """Cancelled or failed with a saved state or a periodic save to continue from."""
+        return self.state in (CANCELLED, FAILED) and bool(self.resume_state or self.last_save)
+
+    @property
     def fraction(self) -> float:
         return min(1.0, self.step / self.total) if self.total else 0.0
 

@@ -99,8 +99,6 @@ class TrainingService:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._installing: set[str] = set()
-        self._start_lock = threading.RLock()
-        self._starting: list[dict[str, Any]] = []  # character versions of start() calls not submitted yet
         self._results: dict[str, dict[str, Any]] = {}  # result.json of installed jobs (never changes)
         self._closed = False
         self._unsubscribe = self.jobs.subscribe(self._on_job)
@@ -316,20 +314,55 @@ class TrainingService:
             raise TrainingError("the training service is closed")
         if not 0 <= float(request.preferred_weight) <= 2:
             raise TrainingError(f"preferred weight {request.preferred_weight} is outside 0..2")
-        with self._start_lock:  # a character's version is taken from here on (see _pending_characters)
-            character = self._character(request)
-            starting = character.intent(()) if character is not None else None
-            if starting is not None:
-                self._starting.append(starting)
+        character, reservation = self._reserve(request)
         try:
             job_id, held = self._start(request, character, report)
-        finally:
-            if starting is not None:
-                with self._start_lock:
-                    self._starting.remove(starting)
+        except BaseException:
+            if reservation is not None:
+                self._release_version(character.intent(()), [None])
+            raise
+        if reservation is not None:  # the version is the job's from now on (until it is placed)
+            self._hold_version(character.intent(()), job_id, [None])
         if held:
             self._bind(job_id)
         return job_id
+
+    def _reserve(self, request: TrainingRequest) -> tuple[Any, Any]:
+        """The request's character with its version reserved for this process (``(None, None)``: an
+        ordinary LoRA). The reservation is what keeps other starts — here or in another process — off
+        this version; the job-record check covers jobs started before reservations existed."""
+        character = self._character(request)
+        if character is None:
+            return None, None
+        from lib_lora.characters.create import CharacterError
+        from lib_lora.characters.training import reserve_training
+
+        try:
+            character, reservation = reserve_training(character, self._pending_characters())
+        except CharacterError as exc:
+            raise TrainingError(str(exc)) from None
+        for note in reservation.notes:
+            log.info("LoRA Studio: %s", note)
+        return character, reservation
+
+    def _hold_version(self, intent: dict[str, Any], job_id: str, owners: list[str | None],
+                      *, create: bool = False) -> None:
+        from lib_lora.characters.training import hold_version
+
+        try:
+            hold_version(intent, job_id, os.fspath(self.jobs.jobs_dir), owners, create=create)
+        except LoraStudioError as exc:
+            if create:
+                raise TrainingError(str(exc)) from None
+            log.warning("LoRA Studio: job %s: %s", job_id, exc)
+
+    def _release_version(self, intent: dict[str, Any], owners: list[str | None]) -> None:
+        from lib_lora.characters.training import release_version
+
+        try:
+            release_version(intent, owners)
+        except LoraStudioError as exc:
+            log.warning("LoRA Studio: %s", exc)
 
     def _start(self, request: TrainingRequest, character: Any, report: DatasetReport | None) -> tuple[str, bool]:
         plan, report, ckpt_name = self._plan(request, character, report=report)  # every refusal before the GPU
@@ -408,12 +441,11 @@ class TrainingService:
 
     def _pending_characters(self) -> list[dict[str, Any]]:
         """The character intents of jobs that may still install a version: queued, running, or
-        succeeded and not installed yet (failed and cancelled ones hold no version number)."""
-        with self._start_lock:
-            pending = list(self._starting)
+        succeeded and not installed yet (failed and cancelled ones hold theirs by reservation only)."""
+        pending: list[dict[str, Any]] = []
         for record in self.jobs.list():
-            intent = (record.meta.get("install") or {}).get("character")
-            if not isinstance(intent, dict):
+            intent = _character_intent(record)
+            if intent is None:
                 continue
             if record.status.done and (record.state != SUCCEEDED or read_result(record.job_dir) is not None):
                 continue
@@ -443,6 +475,11 @@ class TrainingService:
         record = self.jobs.get(job_id)
         if not record.status.done or record.state == SUCCEEDED:
             raise TrainingError(f"job {job_id} is {record.state}: only a cancelled or failed job can be resumed")
+        character = _character_intent(record)
+        if character is not None:  # it keeps its version: refused when that was taken meanwhile
+            from lib_lora.characters.reservation import job_chain
+
+            self._hold_version(character, job_id, [*job_chain(record), None], create=True)
         wants_queue = hold_queue if hold_queue is not None else getattr(self.host, "kind", "standalone") != "standalone"
         held = self._hold.reserve(hold_queue=wants_queue, free_vram=free_vram)
         try:
@@ -451,6 +488,8 @@ class TrainingService:
             if held:
                 self._hold.cancel_reservation()
             raise
+        if character is not None:
+            self._hold_version(character, new_id, [job_id])
         if held:
             self._bind(new_id)
         return new_id
@@ -509,6 +548,9 @@ class TrainingService:
         if not record.status.done:
             return
         self._hold.release(record.id)
+        character = _character_intent(record)
+        if character is not None and record.state != SUCCEEDED and not record.status.resumable:
+            self._release_version(character, [record.id])  # it can never place its version
         if record.state == SUCCEEDED and record.meta.get("install"):
             self._schedule_install(record.id)
         with self._cond:
@@ -595,6 +637,13 @@ class TrainingService:
 
 
 # ------------------------------------------------------------------------------- helpers
+
+
+def _character_intent(record: JobRecord) -> dict[str, Any] | None:
+    """What a job trains into a character (``meta["install"]["character"]``), if anything."""
+    install = record.meta.get("install")
+    character = install.get("character") if isinstance(install, dict) else None
+    return character if isinstance(character, dict) else None
 
 
 def _extension_dir() -> str:
