@@ -33,6 +33,7 @@ from lib_lora.remote.download import (
     safetensors_name,
     target_folder,
 )
+from lib_lora.remote.hf_progress import ByteSink, download_with_progress
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -120,11 +121,13 @@ def download_hf(ref: HFRef, lora_dir: str, *, subfolder: str | None = None, subf
         folder = target_folder(lora_dir, subfolder, subfolder_mode, base_model=base_model)
         if stop():
             raise Cancelled()
-        if progress is not None:
-            progress(0, int(getattr(meta, "size", 0) or 0), "downloading")
+        sink = ByteSink(progress, stop, total=int(getattr(meta, "size", 0) or 0))
+        sink.report(0, force=True)
         try:
-            got = hub.hf_hub_download(ref.repo_id, ref.filename, revision=ref.revision, cache_dir=staging,
-                                      endpoint=endpoint)
+            got = download_with_progress(hub, staging, sink, repo_id=ref.repo_id, filename=ref.filename,
+                                         revision=ref.revision, cache_dir=staging, endpoint=endpoint)
+        except RemoteError:
+            raise
         except Exception as exc:
             raise _hub_error(exc, what) from None
         if stop():
