@@ -2,7 +2,8 @@
 as ``endpoint=`` on every call because the library reads the variable only once, at import).
 
 The file is fetched into a staging cache in LoRA Studio's data folder — never with the LoRA folder as
-``local_dir``, which would leave a ``.cache/huggingface/`` there — then copied (or moved) to a hidden
+``local_dir``, which would leave a ``.cache/huggingface/`` there — with byte progress and a cancel that
+ends the transfer mid-stream (:mod:`lib_lora.remote.hf_progress`), then copied (or moved) to a hidden
 ``.part`` in the target folder, checked against the LFS SHA-256 the server lists (``X-Linked-Etag``)
 and linked into place under its own name without overwriting anything. The model card's YAML gives
 the base model (``base_model``) and the trigger words (``instance_prompt``) for the A1111 sidecar.

@@ -41,7 +41,7 @@ from lib_lora.remote.common import Cancelled
 MAX_REPORTS_PER_S = 4
 NET_CHUNK = 1 << 16  # the polled path's read size: a cancel waits for at most one of these
 POLL_S = 0.25
-GRACE_S = 5.0  # how long a cancel waits for the worker thread to end before reporting anyway
+GRACE_S = 2.0  # how long a cancel waits for the worker thread to end before reporting anyway
 WORKER_NAME = "lora-studio-hf-download"
 
 KEPT = "download cancelled (the partial file is kept in the staging folder for a resume)"
