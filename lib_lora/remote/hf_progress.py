@@ -62,8 +62,8 @@ class ByteSink:
     should_stop: Callable[[], bool]
     total: int = 0  # from the metadata request; 0: unknown
     min_interval: float = field(default_factory=lambda: 1.0 / MAX_REPORTS_PER_S)
-    _last: float = field(default=-1e9, repr=False)
-    _done: int = field(default=-1, repr=False)
+    _last: float = field(default=-1e9, init=False, repr=False)
+    _done: int = field(default=-1, init=False, repr=False)
 
     def report(self, done: int, total: int | None = None, *, force: bool = False) -> None:
         """Report ``done`` bytes of ``total`` (throttled; a change to the final size is always reported)."""
