@@ -9,7 +9,10 @@ a status with headers (404, 429 + ``Retry-After``, 500), a truncated body, a hos
 Authorization header went.
 
 :class:`FakeHF` answers ``HEAD``/``GET`` on ``/{repo}/resolve/{rev}/{file}`` the way huggingface_hub
-expects (``X-Repo-Commit``, ``ETag``, ``X-Linked-Etag``, ``X-Linked-Size``).
+expects (``X-Repo-Commit``, ``ETag``, ``X-Linked-Etag``, ``X-Linked-Size``), with ``Range: bytes=N-``
+(206). With ``paced`` set, a file body goes out in ``piece``-sized writes and each write after the first
+waits for a permit (``go(n)``; ``go_all()`` lifts the pacing), so a test can see a transfer mid-way
+without timing anything; ``body_bytes`` counts the body bytes written.
 """
 
 from __future__ import annotations
@@ -396,8 +399,25 @@ class FakeHF:
         self.repos: dict[str, dict[str, bytes]] = {}
         self.wrong_sha: set[str] = set()
         self.log: list[Logged] = []
+        self.paced = False
+        self.piece = 1 << 17
+        self.body_bytes = 0
+        self._permits = threading.Semaphore(0)
+        self._lock = threading.Lock()
         self.server = _Server(self._handle)
         self.url = self.server.url
+
+    def go(self, n: int = 1) -> None:
+        """Let ``n`` more pieces of a paced body out."""
+        self._permits.release(n)
+
+    def go_all(self) -> None:
+        self.paced = False
+        self._permits.release(1 << 20)
+
+    def ranges(self, name: str) -> list[str | None]:
+        """The ``Range`` header of each GET of ``name`` (``None``: none sent)."""
+        return [r.headers.get("Range") for r in self.log if r.method == "GET" and r.path.endswith("/" + name)]
 
     def close(self) -> None:
         self.server.close()
@@ -423,5 +443,38 @@ class FakeHF:
             sha = hashlib.sha256(data).hexdigest()
             if name in self.wrong_sha:
                 sha = "0" * 64
-            headers.update({"ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data))})
-        _send(h, 200, data, headers, content_type="application/octet-stream")
+            headers.update({"ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data)),
+                            "Accept-Ranges": "bytes"})
+        status, start = 200, 0
+        m = re.fullmatch(r"bytes=(\d+)-", (h.headers.get("Range") or "").strip())
+        if m and h.command == "GET":
+            start = int(m.group(1))
+            if start >= len(data):
+                _send(h, 416, b"", {**headers, "Content-Range": f"bytes */{len(data)}"}, content_type="text/plain")
+                return
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        piece = data[start:]
+        if h.command == "HEAD" or name.endswith(".md") or not self.paced:
+            _send(h, status, piece, headers, content_type="application/octet-stream")
+            if h.command == "GET" and not name.endswith(".md"):
+                with self._lock:
+                    self.body_bytes += len(piece)
+            return
+        self._send_paced(h, status, piece, headers)
+
+    def _send_paced(self, h: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:
+        h.send_response(status)
+        for k, v in {**headers, "Content-Type": "application/octet-stream", "Content-Length": str(len(body))}.items():
+            h.send_header(k, v)
+        h.end_headers()
+        try:
+            for i in range(0, len(body), self.piece):
+                if i and self.paced:
+                    self._permits.acquire(timeout=60)  # a test that forgot go(): give up pacing, don't hang
+                h.wfile.write(body[i:i + self.piece])
+                h.wfile.flush()
+                with self._lock:
+                    self.body_bytes += len(body[i:i + self.piece])
+        except (BrokenPipeError, ConnectionResetError):
+            pass

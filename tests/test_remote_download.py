@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fake_remote import FakeCivitai, FakeHF, Fault, model_object, safetensors_bytes, version_object
@@ -347,3 +348,109 @@ def test_hf_missing_and_pickle(hf: FakeHF, loras: Path, tmp_path: Path) -> None:
                  staging_dir=str(tmp_path / "s"))
     assert list(loras.iterdir()) == []
     assert not list((tmp_path / "s").iterdir())
+
+
+# --- Hugging Face: byte progress and cancel, both ways (see lib_lora/remote/hf_progress.py) ------------
+
+
+def _hub_session_is_per_thread_requests() -> bool:
+    """Whether this huggingface_hub fetches through a per-thread requests.Session (0.2x/0.3x): then the
+    polled way can interrupt the transfer itself and the partial blob stays for a resume."""
+    import huggingface_hub
+    import requests
+
+    get_session = getattr(huggingface_hub, "get_session", None)
+    return get_session is not None and isinstance(get_session(), requests.Session)
+
+
+@pytest.fixture(params=["tqdm_class", "polled"])
+def hf_way(request: pytest.FixtureRequest, hf: FakeHF, monkeypatch: pytest.MonkeyPatch) -> str:
+    import huggingface_hub
+    import huggingface_hub.constants
+
+    from lib_lora.remote import hf_progress
+
+    if request.param == "tqdm_class" and not hf_progress.accepts_tqdm_class(huggingface_hub):
+        pytest.skip(f"huggingface_hub {huggingface_hub.__version__}: hf_hub_download has no tqdm_class")
+    if request.param == "polled":  # what the old huggingface_hub of the WebUIs gets
+        monkeypatch.setattr(hf_progress, "accepts_tqdm_class", lambda hub: False)
+    # small network reads (the library reads 10 MB at a time) and no report throttling: every byte counts
+    monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", 1 << 16)
+    monkeypatch.setattr(hf_progress, "MAX_REPORTS_PER_S", 1_000_000)
+    hf.paced = True
+    hf.piece = 1 << 17
+    return str(request.param)
+
+
+def _workers_done() -> None:
+    import threading
+
+    from lib_lora.remote.hf_progress import WORKER_NAME
+
+    for t in threading.enumerate():
+        if t.name == WORKER_NAME:
+            t.join()
+
+
+def test_hf_download_reports_bytes(hf_way: str, hf: FakeHF, loras: Path, tmp_path: Path) -> None:
+    data = body(1_000_000, 11)
+    hf.repos["someone/big"] = {"big.safetensors": data}
+    reports: list[tuple[int, int]] = []
+
+    def progress(done: int, total: int, message: str) -> None:
+        if message == "downloading":
+            reports.append((done, total))
+            hf.go()  # each report lets the next piece out: the transfer advances only as it is seen
+
+    r = download("hf://someone/big/big.safetensors", str(loras), client=CivitaiClient("https://civitai.invalid"),
+                 progress=progress, staging_dir=str(tmp_path / "staging"))
+    assert Path(r.path).read_bytes() == data
+    dones = [d for d, _ in reports]
+    assert all(t == len(data) for _, t in reports)
+    assert dones == sorted(set(dones)) and dones[-1] == len(data)
+    assert len([d for d in dones if 0 < d < len(data)]) >= 3  # bytes arrived in several reports, not just at the end
+
+
+def test_hf_cancel_mid_transfer_then_resume(hf_way: str, hf: FakeHF, loras: Path, tmp_path: Path) -> None:
+    from lib_lora.remote.hf_progress import incomplete_size
+    from lib_lora.remote.jobs import JobRegistry
+
+    data = body(1_000_000, 12)
+    hf.repos["someone/big"] = {"big.safetensors": data}
+    staging = tmp_path / "staging"
+    reg = JobRegistry()
+    seen: list[int] = []
+
+    def run(ctx: Any) -> tuple[str, Any, str | None]:
+        def progress(done: int, total: int, message: str) -> None:
+            ctx.progress(done, total, message)
+            if message == "downloading" and done > 0 and not seen:
+                seen.append(done)
+                reg.cancel(ctx.job.id)  # cancel first, then let the rest of the body out: it must not land
+                hf.go_all()
+
+        r = download("hf://someone/big/big.safetensors", str(loras), client=CivitaiClient("https://civitai.invalid"),
+                     progress=progress, should_stop=ctx.should_stop, staging_dir=str(staging))
+        return "done", r.to_dict(), r.path
+
+    job = reg.wait(reg.start("download", run, {}).id)
+    assert job.state == "cancelled", job.message
+    assert "cancelled" in job.message and seen and 0 < seen[0] < len(data)
+    assert loadable(loras) == [] and not hidden_parts(loras) and os.listdir(loras) == []
+    _workers_done()
+    kept = incomplete_size(str(staging))
+    if hf_way == "polled" and _hub_session_is_per_thread_requests():
+        assert 0 < kept < len(data)  # interrupted mid-stream, the partial blob kept
+    hf.log.clear()
+    hf.body_bytes = 0
+    r = download("hf://someone/big/big.safetensors", str(loras), client=CivitaiClient("https://civitai.invalid"),
+                 staging_dir=str(staging))
+    assert Path(r.path).read_bytes() == data and loadable(loras) == ["big.safetensors"]
+    assert not list(staging.iterdir())
+    ranges = hf.ranges("big.safetensors")
+    if kept:  # huggingface_hub kept its partial blob: the second run asks only for the rest
+        assert ranges == [f"bytes={kept}-"] and hf.body_bytes == len(data) - kept
+    elif hf_way == "polled":  # not interruptible here: the transfer finished in the background, and is reused
+        assert ranges == [] and hf.body_bytes == 0
+    else:  # a huggingface_hub that deletes its per-process partial file on any error starts over
+        assert ranges == [None]

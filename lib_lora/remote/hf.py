@@ -2,7 +2,8 @@
 as ``endpoint=`` on every call because the library reads the variable only once, at import).
 
 The file is fetched into a staging cache in LoRA Studio's data folder — never with the LoRA folder as
-``local_dir``, which would leave a ``.cache/huggingface/`` there — then copied (or moved) to a hidden
+``local_dir``, which would leave a ``.cache/huggingface/`` there — with byte progress and a cancel that
+ends the transfer mid-stream (:mod:`lib_lora.remote.hf_progress`), then copied (or moved) to a hidden
 ``.part`` in the target folder, checked against the LFS SHA-256 the server lists (``X-Linked-Etag``)
 and linked into place under its own name without overwriting anything. The model card's YAML gives
 the base model (``base_model``) and the trigger words (``instance_prompt``) for the A1111 sidecar.
@@ -33,6 +34,7 @@ from lib_lora.remote.download import (
     safetensors_name,
     target_folder,
 )
+from lib_lora.remote.hf_progress import ByteSink, download_with_progress
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -120,11 +122,13 @@ def download_hf(ref: HFRef, lora_dir: str, *, subfolder: str | None = None, subf
         folder = target_folder(lora_dir, subfolder, subfolder_mode, base_model=base_model)
         if stop():
             raise Cancelled()
-        if progress is not None:
-            progress(0, int(getattr(meta, "size", 0) or 0), "downloading")
+        sink = ByteSink(progress, stop, total=int(getattr(meta, "size", 0) or 0))
+        sink.report(0, force=True)
         try:
-            got = hub.hf_hub_download(ref.repo_id, ref.filename, revision=ref.revision, cache_dir=staging,
-                                      endpoint=endpoint)
+            got = download_with_progress(hub, staging, sink, repo_id=ref.repo_id, filename=ref.filename,
+                                         revision=ref.revision, cache_dir=staging, endpoint=endpoint)
+        except RemoteError:
+            raise
         except Exception as exc:
             raise _hub_error(exc, what) from None
         if stop():
