@@ -39,10 +39,11 @@ def test_cards_show_reference_trigger_versions_badges(host: StandaloneHost) -> N
     html = CharactersController(host).render()
     assert 'data-char="hero"' in html and "herotok" in html
     assert 'src="lora-studio/v1/characters/hero/image/reference/0?v=' in html
-    assert "smile" in html and "1 reference, 1 expressions" in html
+    assert "smile" in html and "1 reference, 1 expression<" in html
     # v2 (SDXL) against the selected SD 1.5 checkpoint: incompatible; v1: exact
-    assert html.index(">v2<") < html.index(">v1<")
+    assert html.index("<b>v2</b>") < html.index("<b>v1</b>")
     assert 'lss-compat-incompatible" title="sdxl' in html and 'lss-compat-exact" title="sd1' in html
+    assert "<b>v2</b> \u2717" in html and "<b>v1</b> \u2713" in html  # the level as a mark, not only a colour
 
 
 def test_editor_create_and_references(host: StandaloneHost, tmp_path: Path) -> None:

@@ -33,6 +33,13 @@ def _phrases(text: str) -> list[str]:
     return list(split_phrases(text or ""))
 
 
+_LEVEL_MARK = {"exact": "\u2713", "cross-family": "~", "incompatible": "\u2717"}
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def image_url(character: chars.Character, index: int = 0, kind: str = "reference") -> str:
     images = character.references if kind == "reference" else character.expressions
     try:
@@ -129,11 +136,13 @@ class CharactersController:
         else:
             picture = f'<div class="lss-char-img lss-initials">{_esc(_initials(c.name))}</div>'
         trigger = ", ".join(c.prompts.trigger) or "(trigger from the LoRA)"
-        badges = "".join(
-            f'<span class="lss-badge lss-compat-{_esc(level)}" title="{_esc(tip)}">{_esc(label)}</span>'
+        badges = "".join(  # the level as a mark too, not only as a colour
+            f'<span class="lss-badge lss-compat-{_esc(level)}" title="{_esc(tip)}"><b>{_esc(label)}</b> '
+            f'{_LEVEL_MARK.get(level, "?")}</span>'
             for label, level, tip in self._badges(c)
         ) or '<span class="lss-badge lss-compat-none">no LoRA yet</span>'
         expressions = ", ".join(c.expression_names)
+        counts = f"{_count(len(c.references), 'reference')}, {_count(len(c.expressions), 'expression')}"
         return (
             f'<div class="lss-char-card" data-char="{html_data(c.name)}" tabindex="0" '
             f'title="click: insert &lt;char:{_esc(c.name)}&gt; into the prompt">'
@@ -142,7 +151,7 @@ class CharactersController:
             f'<div class="lss-char-trigger">{html_isolated(trigger)}</div>'
             f'<div class="lss-char-versions">{badges}</div>'
             + (f'<div class="lss-char-expr">{html_isolated(expressions)}</div>' if expressions else "")
-            + f'<div class="lss-char-counts">{len(c.references)} reference, {len(c.expressions)} expressions</div>'
+            + f'<div class="lss-char-counts">{counts}</div>'
             "</div>"
         )
 
