@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# the state words every job shows (in-process jobs and training jobs alike)
+from lib_lora.background import CANCELLED, CANCELLING, FAILED, QUEUED, RUNNING, SUCCEEDED
+from lib_lora.background import TERMINAL as TERMINAL_STATES
 from lib_lora.errors import TrainingError
 from lib_lora.train.logparse import (
     STDERR,
@@ -56,13 +59,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-QUEUED = "queued"
-RUNNING = "running"
-CANCELLING = "cancelling"
-CANCELLED = "cancelled"
-FAILED = "failed"
-SUCCEEDED = "succeeded"
-TERMINAL_STATES = frozenset({CANCELLED, FAILED, SUCCEEDED})
 ACTIVE_STATES = frozenset({RUNNING, CANCELLING})
 
 STDOUT_LOG = "stdout.log"
