@@ -442,6 +442,8 @@ def serving_ui(root: Path, lora: Path, ckpt: Path, clip_tokenizer: Path, timeout
     data = root / "data"
     (data / "extensions").mkdir(parents=True, exist_ok=True)
     link = data / "extensions" / "lora-studio"
+    if link.is_symlink() and link.resolve() != REPO.resolve():
+        link.unlink()  # a work folder reused from another checkout of LoRA Studio: serve this one
     if not link.exists():
         link.symlink_to(REPO, target_is_directory=True)
     ready, stop = root / "ui-ready", root / "ui-stop"
