@@ -15,6 +15,15 @@ launch, model stubbed, nothing generated) over benchmarks/browser.py's library, 
 - the WebUI's own search box: from typing a LoRA's name to the matching cards in place (the WebUI's code
   filters the rendered cards, LoRA Studio's script fetches the matching window);
 - for comparison, the built-in "Lora" page over the same files: first paint after its tab click, search.
+
+``--hide-builtin yes|both`` measures with LoRA Studio's ``pane_hide_builtin_lora`` setting on (both: off and
+on, one server each). ``--against DIR`` measures another checkout of LoRA Studio first, in the same run (a
+``git archive`` of an older commit unpacked into DIR: its ``lib_lora`` and ``javascript/`` are served, this
+checkout's test runner drives it), and prints each variant's medians as ratios to it; ``--repeat N`` takes
+N turns of all variants, so a slow spell of a shared machine hits all of them. ``--profile`` adds, per step,
+where Chromium's main thread went (see :class:`Probe`), and a 3 s idle step after the first paint (what the
+page does by itself: timers, pollers, mutation observers). ``--strip-builtin`` is an experiment: the built-in
+page's cards are taken out of the page in the browser, to see what they cost the rest of the page.
 """
 
 from __future__ import annotations
@@ -48,6 +57,14 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true",
                     help="also attribute each step's time (Chromium's CPU profiler: per script and function; "
                          "its metrics: script, style, layout; the pane/cards requests' Server-Timing)")
+    ap.add_argument("--against", type=Path, metavar="DIR",
+                    help="another LoRA Studio checkout (e.g. `git archive` of an older commit) measured in the same "
+                         "run, before this one; with --repeat, taking turns")
+    ap.add_argument("--repeat", type=int, default=1, help="how many turns of the variants")
+    ap.add_argument("--hide-builtin", choices=("no", "yes", "both"), default="no",
+                    help="the lora_studio_pane_hide_builtin_lora setting for this checkout (both: one variant each)")
+    ap.add_argument("--strip-builtin", action="store_true",
+                    help="an experiment: take the built-in Lora page's cards out of the page before measuring")
     args = ap.parse_args()
     if not os.environ.get("WEBUI_DIR"):
         print("set WEBUI_DIR (and WEBUI_PYTHON) to a WebUI checkout", file=sys.stderr)
@@ -58,15 +75,64 @@ def main() -> int:
     from e2e_support import CHROMIUM, CHROMIUM_ARGS
     from test_webui_real import serving_ui
 
+    variants: list[tuple[str, Path, dict[str, Any]]] = []
+    if args.against:
+        variants.append((f"{args.against.name} (--against)", args.against.resolve(), {}))
+    for hide in {"no": [False], "yes": [True], "both": [False, True]}[args.hide_builtin]:
+        name = "this checkout" + (", built-in Lora page hidden" if hide else "")
+        variants.append((name, REPO, {"lora_studio_pane_hide_builtin_lora": True} if hide else {}))
     loras, ckpts = make_library(args.work / "lib", args.count)
-    t0 = time.perf_counter()
-    with serving_ui(args.work / "webui-run", loras, ckpts, FIXTURES / "clip-tokenizer") as url:
-        print(f"WebUI up (scan of {args.count} files included): {time.perf_counter() - t0:.0f} s")
-        measure(url, args.rounds, CHROMIUM, CHROMIUM_ARGS, args.profile)
+    results: dict[str, dict[str, list[float]]] = {}
+    for turn in range(args.repeat):
+        for name, extension, options in variants:
+            t0 = time.perf_counter()
+            with serving_ui(args.work / "webui-run", loras, ckpts, FIXTURES / "clip-tokenizer",
+                            extension=extension, options=options) as url:
+                print(f"[{name}, turn {turn + 1}] WebUI up (scan of {args.count} files included): "
+                      f"{time.perf_counter() - t0:.0f} s", flush=True)
+                figures = measure(url, args.rounds, CHROMIUM, CHROMIUM_ARGS, args.profile, args.strip_builtin)
+            for key, values in figures.items():
+                results.setdefault(name, {}).setdefault(key, []).extend(values)
+            report(figures)
+    if len(variants) > 1:
+        print(f"\nAll turns, median of {args.rounds * args.repeat} page loads each:")
+        first = results[variants[0][0]]
+        for name, _e, _o in variants:
+            print(f"- {name}:")
+            report(results[name], first if name != variants[0][0] else None)
     return 0
 
 
-def measure(url: str, rounds: int, chromium: str, chromium_args: list[str], profile: bool = False) -> None:
+#: What :func:`measure` returns, in the order printed, and how it is printed.
+STEPS = {
+    "ready": "pane ready after navigation",
+    "paint": "first paint after the tab click",
+    "flip": "checkpoint switch",
+    "only": "compatible only",
+    "search": "the WebUI's search box",
+}
+
+
+def report(figures: dict[str, list[float]], against: dict[str, list[float]] | None = None) -> None:
+    """Print the medians of :func:`measure`'s figures (with ``against``: and the ratio to its medians)."""
+
+    def fig(key: str) -> str:
+        text = median_ms(figures.get(key, []))
+        if against and figures.get(key) and against.get(key):
+            text += f" ({statistics.median(figures[key]) / statistics.median(against[key]):.2f}x)"
+        return text
+
+    print("; ".join(f"{label} {fig(key)}" for key, label in STEPS.items()))
+    own = sorted(k for k in figures if k.startswith("own:"))
+    print("of which LoRA Studio's script: " + ", ".join(f"{k[4:]} {median_ms(figures[k])}" for k in own)
+          + " (badges: flipping the shown cards; request: pane/cards round trip; window: putting its cards in)")
+    print(f"built-in Lora page, same files: first paint after the tab click {fig('builtin_paint')}; "
+          f"its search box {fig('builtin_search')}")
+
+
+def measure(url: str, rounds: int, chromium: str, chromium_args: list[str], profile: bool = False,
+            strip_builtin: bool = False) -> dict[str, list[float]]:
+    """Seconds per step and page load (the keys of :data:`STEPS`, ``builtin_*`` and ``own:*``)."""
     cards = "#txt2img_lora_studio_cards .lss-pane-card"
     ready, paint, flip, only, search = [], [], [], [], []
     builtin_paint: list[float] = []
@@ -84,6 +150,8 @@ def measure(url: str, rounds: int, chromium: str, chromium_args: list[str], prof
             page.wait_for_selector(cards, state="attached", timeout=300_000)
             ready.append(time.perf_counter() - t0)
             page.wait_for_function("() => window.loraStudio !== undefined")
+            if strip_builtin:  # what the built-in page's cards cost the rest of the page: take them out
+                page.evaluate(STRIP_BUILTIN)
             with probe.step("first paint"):
                 t0 = time.perf_counter()
                 page.locator("#txt2img_extra_tabs button", has_text="LoRA Studio").first.click()
@@ -121,7 +189,7 @@ def measure(url: str, rounds: int, chromium: str, chromium_args: list[str], prof
                 search.extend(search_time(page, "#txt2img_lora_studio_extra_search", cards, name, ours=True))
             # The built-in "Lora" page over the same 10,000 files, for comparison: first paint and search.
             builtin = "#txt2img_lora_cards .card"
-            if page.locator("#txt2img_extra_tabs button", has_text="Lora").count() > 1:  # not hidden
+            if not strip_builtin and page.locator("#txt2img_extra_tabs button", has_text="Lora").count() > 1:
                 t0 = time.perf_counter()
                 page.locator("#txt2img_extra_tabs button", has_text="Lora").last.click()
                 page.wait_for_selector(builtin, state="visible")
@@ -133,13 +201,9 @@ def measure(url: str, rounds: int, chromium: str, chromium_args: list[str], prof
         browser.close()
     if profile:
         Probe.report()
-    print(f"pane ready after navigation {median_ms(ready)}; first paint after the tab click {median_ms(paint)}; "
-          f"checkpoint switch {median_ms(flip)}; compatible only {median_ms(only)}; "
-          f"the WebUI's search box {median_ms(search)}")
-    print("of which LoRA Studio's script: " + ", ".join(f"{k} {median_ms(v)}" for k, v in sorted(own.items()))
-          + " (badges: flipping the shown cards; request: pane/cards round trip; window: putting its cards in)")
-    print(f"built-in Lora page, same files: first paint after the tab click {median_ms(builtin_paint)}; "
-          f"its search box {median_ms(builtin_search)}")
+    return {"ready": ready, "paint": paint, "flip": flip, "only": only, "search": search,
+            "builtin_paint": builtin_paint, "builtin_search": builtin_search,
+            **{f"own:{k}": v for k, v in own.items()}}
 
 
 class Probe:
@@ -190,7 +254,8 @@ class Probe:
 
     @classmethod
     def report(cls) -> None:
-        for name, step in cls.steps.items():
+        steps, cls.steps = cls.steps, {}
+        for name, step in steps.items():
             n = step["n"]
             m = {k: v / n * 1000 for k, v in step["metrics"].items()}
             print(f"\n[{name}] mean of {n}: {step['wall'] / n * 1000:.0f} ms wall; Chromium's main thread busy "
@@ -246,6 +311,12 @@ def self_times(profile: dict[str, Any]) -> dict[tuple[str, str], float]:
         key = (script, function)
         out[key] = out.get(key, 0.0) + delta / 1e6
     return out
+
+
+#: ``--strip-builtin``: the built-in Lora page's cards taken out of both tabs' panes (an experiment: what the
+#: rest of the page pays for them).
+STRIP_BUILTIN = """() => document.querySelectorAll('#txt2img_lora_cards, #img2img_lora_cards')
+    .forEach(box => { box.innerHTML = ''; })"""
 
 
 #: The txt2img pane shows the window for [search text, checkpoint if "compatible only"] (none in flight).

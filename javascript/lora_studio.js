@@ -402,6 +402,12 @@
         return (input.value || "").trim() || null;
     }
 
+    // A checkpoint picked in the dropdown: look at once (the dropdown lets go of the focus once it is picked)
+    // rather than at the next poll.
+    document.addEventListener("focusout", function (ev) {
+        if (ev.target && ev.target === checkpointInput()) [0, 50].forEach(function (ms) { setTimeout(watchCheckpoint, ms); });
+    }, true);
+
     function watchCheckpoint() {
         const value = selectedCheckpoint();
         if (!value) return;

@@ -88,12 +88,16 @@ def _webui_python() -> str:
     return os.environ.get("WEBUI_PYTHON") or str(Path(WEBUI_DIR) / "venv" / "bin" / "python")
 
 
-def _runner(root: Path, config: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
-    """The runner's command line (its config written next to it) and environment (offline)."""
+def _runner(root: Path, config: dict[str, Any], extension: Path = REPO) -> tuple[list[str], dict[str, str]]:
+    """The runner's command line (its config written next to it) and environment (offline); with another
+    ``extension`` checkout, its ``lib_lora`` is the one imported (benchmarks/pane_webui.py --against)."""
     cfg = root / "config.json"
     cfg.write_text(json.dumps(config), encoding="utf-8")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
     env.pop("LORA_STUDIO_DATA", None)
+    if extension.resolve() != REPO.resolve():
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != REPO.resolve()]
+        env["PYTHONPATH"] = os.pathsep.join([str(extension), *paths])
     return [_webui_python(), str(REPO / "tests" / "webui_real_runner.py"), str(cfg)], env
 
 
@@ -432,9 +436,11 @@ def ui_url(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Any:
 
 
 @contextlib.contextmanager
-def serving_ui(root: Path, lora: Path, ckpt: Path, clip_tokenizer: Path, timeout: float = 900) -> Iterator[str]:
+def serving_ui(root: Path, lora: Path, ckpt: Path, clip_tokenizer: Path, timeout: float = 900,
+               extension: Path = REPO, options: dict[str, Any] | None = None) -> Iterator[str]:
     """The real WebUI's UI (tests/webui_real_runner.py ``serve_ui``) over ``lora`` / ``ckpt`` with LoRA Studio
-    linked into ``root/data/extensions``, SD 1.5 selected; yields its URL (also used by benchmarks/)."""
+    (this checkout, or ``extension``) linked into ``root/data/extensions``, SD 1.5 selected and the WebUI
+    ``options`` set before the UI is built; yields its URL (also used by benchmarks/)."""
     import time
 
     from e2e_support import free_port, stop_process
@@ -442,10 +448,10 @@ def serving_ui(root: Path, lora: Path, ckpt: Path, clip_tokenizer: Path, timeout
     data = root / "data"
     (data / "extensions").mkdir(parents=True, exist_ok=True)
     link = data / "extensions" / "lora-studio"
-    if link.is_symlink() and link.resolve() != REPO.resolve():
-        link.unlink()  # a work folder reused from another checkout of LoRA Studio: serve this one
+    if link.is_symlink() and link.resolve() != extension.resolve():
+        link.unlink()  # a work folder reused with another checkout of LoRA Studio: serve this one
     if not link.exists():
-        link.symlink_to(REPO, target_is_directory=True)
+        link.symlink_to(extension, target_is_directory=True)
     ready, stop = root / "ui-ready", root / "ui-stop"
     ready.unlink(missing_ok=True)
     stop.unlink(missing_ok=True)
@@ -453,8 +459,9 @@ def serving_ui(root: Path, lora: Path, ckpt: Path, clip_tokenizer: Path, timeout
         "data_dir": str(data), "lora_dir": str(lora), "ckpt_dir": str(ckpt), "checkpoint": "sd15.safetensors",
         "clip_tokenizer": str(clip_tokenizer), "out": str(root / "out.json"), "styles": [], "scenarios": {},
         "serve_ui": True, "ui_port": free_port(), "ui_ready": str(ready), "ui_stop": str(stop),
+        "options": options or {}, "allowed_paths": [str(extension.resolve())],
     }  # fmt: skip
-    command, env = _runner(root, config)
+    command, env = _runner(root, config, extension)
     log = root / "webui-ui.log"
     with open(log, "w", encoding="utf-8") as fh:
         proc = subprocess.Popen(command, cwd=WEBUI_DIR, env=env, stdout=fh, stderr=subprocess.STDOUT)
