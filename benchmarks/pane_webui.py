@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import statistics
 import sys
@@ -80,7 +81,8 @@ def main() -> int:
         variants.append((f"{args.against.name} (--against)", args.against.resolve(), {}))
     for hide in {"no": [False], "yes": [True], "both": [False, True]}[args.hide_builtin]:
         name = "this checkout" + (", built-in Lora page hidden" if hide else "")
-        variants.append((name, REPO, {"lora_studio_pane_hide_builtin_lora": True} if hide else {}))
+        # always set: the work folder's WebUI settings (config.json) keep what an earlier run set
+        variants.append((name, REPO, {"lora_studio_pane_hide_builtin_lora": hide}))
     loras, ckpts = make_library(args.work / "lib", args.count)
     results: dict[str, dict[str, list[float]]] = {}
     for turn in range(args.repeat):
@@ -126,6 +128,8 @@ def report(figures: dict[str, list[float]], against: dict[str, list[float]] | No
     own = sorted(k for k in figures if k.startswith("own:"))
     print("of which LoRA Studio's script: " + ", ".join(f"{k[4:]} {median_ms(figures[k])}" for k in own)
           + " (badges: flipping the shown cards; request: pane/cards round trip; window: putting its cards in)")
+    print(f"timed inside the page (from the click's pointerdown, without the driver's waits): checkpoint switch "
+          f"{fig('flip_in_page')}, compatible only {fig('only_in_page')}")
     print(f"built-in Lora page, same files: first paint after the tab click {fig('builtin_paint')}; "
           f"its search box {fig('builtin_search')}")
 
@@ -138,6 +142,7 @@ def measure(url: str, rounds: int, chromium: str, chromium_args: list[str], prof
     builtin_paint: list[float] = []
     builtin_search: list[float] = []
     own: dict[str, list[float]] = {}  # LoRA Studio's script's own time (window.loraStudio.timings)
+    in_page: dict[str, list[float]] = {}  # the same steps timed inside the page (IN_PAGE)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -169,6 +174,7 @@ def measure(url: str, rounds: int, chromium: str, chromium_args: list[str], prof
             option = page.locator("ul.options li", has_text=target).first
             option.wait_for()
             with probe.step("checkpoint switch"):
+                page.evaluate(IN_PAGE, ["lssApplied", target])
                 t0 = time.perf_counter()
                 option.click()
                 page.evaluate("() => document.activeElement && document.activeElement.blur()")
@@ -176,12 +182,15 @@ def measure(url: str, rounds: int, chromium: str, chromium_args: list[str], prof
                     "(t) => document.querySelector('#txt2img_lora_studio_cards').closest('.lss-pane').dataset"
                     ".lssApplied === t", arg=target, timeout=60_000)
                 flip.append(time.perf_counter() - t0)
+                in_page.setdefault("flip_in_page", []).append(page.evaluate(IN_PAGE_DONE))
             with probe.step("compatible only"):
+                page.evaluate(IN_PAGE, ["lssKey", json.dumps(["", target], separators=(",", ":"))])
                 t0 = time.perf_counter()
                 page.locator("#tab_txt2img .lss-pane-compat-only").check()
                 page.wait_for_function(SETTLED, arg=["", target], timeout=60_000)
                 page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
                 only.append(time.perf_counter() - t0)
+                in_page.setdefault("only_in_page", []).append(page.evaluate(IN_PAGE_DONE))
             page.locator("#tab_txt2img .lss-pane-compat-only").uncheck()
             page.wait_for_function(SETTLED, arg=["", ""], timeout=60_000)
             name = f"lora_{(r * 7919) % 1000:05d}"
@@ -202,7 +211,7 @@ def measure(url: str, rounds: int, chromium: str, chromium_args: list[str], prof
     if profile:
         Probe.report()
     return {"ready": ready, "paint": paint, "flip": flip, "only": only, "search": search,
-            "builtin_paint": builtin_paint, "builtin_search": builtin_search,
+            "builtin_paint": builtin_paint, "builtin_search": builtin_search, **in_page,
             **{f"own:{k}": v for k, v in own.items()}}
 
 
@@ -317,6 +326,19 @@ def self_times(profile: dict[str, Any]) -> dict[tuple[str, str], float]:
 #: rest of the page pays for them).
 STRIP_BUILTIN = """() => document.querySelectorAll('#txt2img_lora_cards, #img2img_lora_cards')
     .forEach(box => { box.innerHTML = ''; })"""
+
+
+#: Times a step inside the page, without the test driver's own waits (its click's checks, its polling): from
+#: the pointerdown of the click to the pane's ``data-<key>`` becoming the value (next frame included).
+IN_PAGE = """([key, value]) => { const pane = document.querySelector('#txt2img_lora_studio_cards').closest('.lss-pane');
+    const t = window.lssBench = {};
+    document.addEventListener('pointerdown', () => { if (t.start === undefined) t.start = performance.now(); },
+                              {capture: true, once: true});
+    const seen = () => { if (t.end === undefined && pane.dataset[key] === value && !pane.dataset.lssLoading)
+        requestAnimationFrame(() => { t.end = performance.now(); }); };
+    new MutationObserver(seen).observe(pane, {attributes: true}); }"""
+IN_PAGE_DONE = """() => new Promise(r => { const t = window.lssBench;
+    const done = () => t.end !== undefined ? r((t.end - t.start) / 1000) : requestAnimationFrame(done); done(); })"""
 
 
 #: The txt2img pane shows the window for [search text, checkpoint if "compatible only"] (none in flight).

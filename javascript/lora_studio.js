@@ -402,10 +402,18 @@
         return (input.value || "").trim() || null;
     }
 
-    // A checkpoint picked in the dropdown: look at once (the dropdown lets go of the focus once it is picked)
-    // rather than at the next poll.
+    // A checkpoint picked in the dropdown: the dropdown lets go of the focus as the option is pressed and shows
+    // the new title a moment later; watch it frame by frame for a while (a read of one input) rather than
+    // wait for the next poll.
     document.addEventListener("focusout", function (ev) {
-        if (ev.target && ev.target === checkpointInput()) [0, 50].forEach(function (ms) { setTimeout(watchCheckpoint, ms); });
+        const input = ev.target;
+        if (!input || input !== checkpointInput()) return;
+        const before = input.value;
+        const until = performance.now() + 1500;
+        (function look() {
+            if (input.value !== before && document.activeElement !== input) watchCheckpoint();
+            else if (performance.now() < until) requestAnimationFrame(look);
+        })();
     }, true);
 
     function watchCheckpoint() {
