@@ -417,6 +417,16 @@ def ui_url(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Any:
     """The real WebUI's UI on a loopback port, with an SD 1.5 and an SDXL LoRA, SD 1.5 selected."""
     pytest.importorskip("playwright.sync_api")
     root = tmp_path_factory.mktemp("webui-ui")
+    lora, ckpt = _ui_library(root, fixtures_dir)
+    try:
+        with serving_ui(root, lora, ckpt, fixtures_dir / "clip-tokenizer") as url:
+            yield url
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+def _ui_library(root: Path, fixtures_dir: Path) -> tuple[Path, Path]:
+    """An SD 1.5 LoRA (with its A1111 sidecar) and an SDXL one; an SD 1.5 and an SDXL checkpoint."""
     lora, ckpt = root / "Lora", root / "Stable-diffusion"
     for d in (lora / "xl", ckpt):
         d.mkdir(parents=True)
@@ -428,11 +438,7 @@ def ui_url(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Any:
 
     make_checkpoint(ckpt, "sd15", "ckpt-sd1")
     make_checkpoint(ckpt, "sdxl", "ckpt-sdxl")
-    try:
-        with serving_ui(root, lora, ckpt, fixtures_dir / "clip-tokenizer") as url:
-            yield url
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
+    return lora, ckpt
 
 
 @contextlib.contextmanager
@@ -536,5 +542,35 @@ def test_extra_networks_pane_in_the_real_ui(ui_url: str, tab: str, test_output: 
             page.locator(f'{card}[data-name="zk_alice"] .name').click()  # a second click removes them
             prompt = page.locator(f"#{tab}_prompt textarea").input_value()
             assert "<lora:" not in prompt and "red coat" not in prompt, prompt
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+def test_extra_networks_pane_without_the_builtin_lora_page(tmp_path: Path, fixtures_dir: Path) -> None:
+    """With ``lora_studio_pane_hide_builtin_lora`` on, the real UI's pane has no built-in Lora page (in Forge
+    its on_before_ui runs after LoRA Studio's: the page is taken out at the first component) and LoRA
+    Studio's page works."""
+    pytest.importorskip("playwright.sync_api")
+    from e2e_support import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+
+    lora, ckpt = _ui_library(tmp_path, fixtures_dir)
+    options = {"lora_studio_pane_hide_builtin_lora": True}
+    with serving_ui(tmp_path, lora, ckpt, fixtures_dir / "clip-tokenizer", options=options) as url, \
+            sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(url, timeout=120_000)
+            card = "#txt2img_lora_studio_cards .lss-pane-card"
+            page.wait_for_selector(card, state="attached", timeout=120_000)
+            titles = page.locator("#txt2img_extra_tabs > .tab-nav button").evaluate_all(
+                "els => els.map(e => e.textContent.trim())")
+            assert "LoRA Studio" in titles and "Lora" not in titles, titles
+            assert page.locator("#txt2img_lora_cards, #img2img_lora_cards").count() == 0
+            page.locator("#txt2img_extra_tabs button", has_text="LoRA Studio").first.click()
+            page.locator(f'{card}[data-name="zk_alice"] .name').click()
+            assert "<lora:zk_alice:" in page.locator("#txt2img_prompt textarea").input_value()
         finally:
             browser.close()
