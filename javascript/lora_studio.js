@@ -25,10 +25,38 @@
     let lastPrompt = null;
     let lastCheckpointSent = null;
 
+    // The page's root, looked up once: the WebUI's gradioApp() finds <gradio-app> by counting every element of
+    // the document after any change (in a WebUI with a big extra-networks pane, hundreds of thousands).
+    let appRoot = null;
+
     function app() {
-        if (typeof gradioApp === "function") return gradioApp();
-        const el = document.querySelector("gradio-app");
-        return (el && el.shadowRoot) || document;
+        if (appRoot && appRoot.isConnected) return appRoot;
+        if (typeof gradioApp === "function") appRoot = gradioApp();
+        else {
+            const el = document.querySelector("gradio-app");
+            appRoot = (el && el.shadowRoot) || document;
+        }
+        return appRoot;
+    }
+
+    // Every element of a class in the page, as the browser's live list (kept up to date by the browser, walked
+    // again only after the page changed) rather than a walk of the whole page per call (the watchers below run
+    // several times a second).
+    const classLists = {};
+
+    function byClass(name) {
+        const root = app();
+        const cached = classLists[name];
+        if (cached && cached.root === root) return cached.list;
+        if (!root.getElementsByClassName) return root.querySelectorAll("." + name); // a shadow root: no live list
+        const list = root.getElementsByClassName(name);
+        classLists[name] = {root: root, list: list};
+        return list;
+    }
+
+    function eachOf(name, fn) {
+        const list = byClass(name);
+        for (let i = 0; i < list.length; i++) fn(list[i]);
     }
 
     function q(sel, root) {
@@ -240,10 +268,10 @@
         const [prompt] = targetPrompts(q("#lora_studio_browser"));
         const text = prompt ? prompt.value : "";
         const inTab = tagNames(text);
-        app().querySelectorAll(".lss-card").forEach(function (card) {
+        eachOf("lss-card", function (card) {
             card.classList.toggle("lss-in-prompt", inTab.has((card.dataset.name || "").toLowerCase()));
         });
-        app().querySelectorAll(".lss-pane").forEach(function (pane) {
+        eachOf("lss-pane", function (pane) {
             const [p] = targetPrompts(pane);
             const inPane = tagNames(p ? p.value : "");
             pane.querySelectorAll(".lss-pane-card").forEach(function (card) {
@@ -251,7 +279,7 @@
             });
         });
         const texts = new Map(); // one prompt read per tab, not per card
-        app().querySelectorAll(".lss-char-card").forEach(function (card) {
+        eachOf("lss-char-card", function (card) {
             const [p] = targetPrompts(card);
             if (!texts.has(p)) texts.set(p, p ? p.value : "");
             const text = texts.get(p);
@@ -289,6 +317,12 @@
             insertWord(word, word.dataset.word || "");
             return;
         }
+        if (t.closest(".tab-nav")) [0, 150].forEach(function (ms) { // a tab shown: its pane's badges at once
+            setTimeout(function () {
+                const value = selectedCheckpoint();
+                if (value) updatePanes(value, true);
+            }, ms);
+        });
         if (t.classList && t.classList.contains("lss-pane-compat-only")) {
             setTimeout(function () {
                 paneCompatOnly(t);
@@ -367,6 +401,20 @@
         if (!input || document.activeElement === input) return null;
         return (input.value || "").trim() || null;
     }
+
+    // A checkpoint picked in the dropdown: the dropdown lets go of the focus as the option is pressed and shows
+    // the new title a moment later; watch it frame by frame for a while (a read of one input) rather than
+    // wait for the next poll.
+    document.addEventListener("focusout", function (ev) {
+        const input = ev.target;
+        if (!input || input !== checkpointInput()) return;
+        const before = input.value;
+        const until = performance.now() + 1500;
+        (function look() {
+            if (input.value !== before && document.activeElement !== input) watchCheckpoint();
+            else if (performance.now() < until) requestAnimationFrame(look);
+        })();
+    }, true);
 
     function watchCheckpoint() {
         const value = selectedCheckpoint();
@@ -465,12 +513,21 @@
         timed("badges", started);
     }
 
-    function updatePanes(value) {
+    // When the panes out of sight were last looked at (reading whether a pane is shown makes the browser
+    // bring the page's layout up to date: done on a change of checkpoint, a click, and at most once a second).
+    let outOfSight = {value: null, at: 0};
+
+    function updatePanes(value, now) {
         // A pane out of sight (the other tab's, a closed pane) is updated when it is shown; visibility is
         // read for every pane before any is changed (a read after a change would force a layout).
-        const due = Array.from(app().querySelectorAll(".lss-pane")).filter(function (pane) {
-            return pane.dataset.lssApplied !== value && pane.offsetParent !== null;
+        const pending = Array.from(byClass("lss-pane")).filter(function (pane) {
+            return pane.dataset.lssApplied !== value;
         });
+        if (!pending.length) return;
+        const t = performance.now();
+        if (!now && outOfSight.value === value && t - outOfSight.at < 1000) return;
+        outOfSight = {value: value, at: t};
+        const due = pending.filter(function (pane) { return pane.offsetParent !== null; });
         due.forEach(function (pane) {
             updatePane(pane, value);
             const only = pane.querySelector(".lss-pane-compat-only");
@@ -550,16 +607,32 @@
             .then(function () { if (paneRequests.get(pane) === seq) delete pane.dataset.lssLoading; });
     }
 
+    // The next window comes when the user scrolls near the end of the cards: the observer watches a card a
+    // few rows before the last one. Not the "show more" bar: the WebUI scrolls the cards in a box of its own
+    // and the bar sits below that box, on screen whatever the scroll (it would load window after window).
+    const AHEAD = 24; // cards before the last
     const moreObserver = typeof IntersectionObserver === "function" ? new IntersectionObserver(function (entries) {
         entries.forEach(function (entry) {
-            const pane = entry.isIntersecting && entry.target.closest(".lss-pane");
-            if (pane) refillPane(pane, true);
+            if (!entry.isIntersecting) return;
+            moreObserver.unobserve(entry.target);
+            const pane = entry.target.closest(".lss-pane");
+            if (pane && pane.isConnected) refillPane(pane, true);
         });
-    }, {rootMargin: "600px"}) : null;
+    }, {rootMargin: "300px"}) : null;
+    const watched = new WeakMap(); // pane -> the card watched
 
     function watchMore(pane) {
+        if (!moreObserver) return;
+        const before = watched.get(pane);
+        if (before) moreObserver.unobserve(before);
+        watched.delete(pane);
         const bar = pane.querySelector(".lss-pane-more");
-        if (moreObserver && bar && !bar.hidden) moreObserver.observe(bar);
+        if (!bar || bar.hidden || !bar.dataset.shown) return;
+        const cards = pane.getElementsByClassName("lss-pane-card");
+        const card = cards[Math.max(0, cards.length - AHEAD)];
+        if (!card) return;
+        watched.set(pane, card);
+        moreObserver.observe(card);
     }
 
     const searchTimers = {};
@@ -569,7 +642,7 @@
         const tab = t.id.replace(/_lora_studio_extra_search$/, "");
         clearTimeout(searchTimers[tab]);
         searchTimers[tab] = setTimeout(function () {
-            app().querySelectorAll(".lss-pane").forEach(function (pane) {
+            eachOf("lss-pane", function (pane) {
                 if ((pane.dataset.tabname || "") === tab) refillPane(pane, false);
             });
         }, 60);
@@ -588,7 +661,7 @@
 
     function watchPanes() {
         let fresh = false;
-        app().querySelectorAll(".lss-pane").forEach(function (pane) {
+        eachOf("lss-pane", function (pane) {
             if (pane.dataset.lssSeen) return;
             pane.dataset.lssSeen = "1"; // a pane (re)rendered by the WebUI: mark its cards, apply the toggle
             paneCompatOnly(pane.querySelector(".lss-pane-compat-only"));

@@ -527,10 +527,18 @@ def make_router(host: Any, *, jobs: Any = None) -> APIRouter:
         offset: int = Query(0, ge=0, le=10_000_000),
         limit: int = Query(200, ge=1, le=1000),
     ) -> Any:
+        import time
+
         from lib_lora.ui import pane
 
-        return pane.window_json(pane.pane_for_host(host, any_selection=True), q, checkpoint, compatible_only, offset, limit,
-                                paths=not ctx.remote())
+        t0 = time.perf_counter()
+        built = pane.pane_for_host(host, any_selection=True)
+        t1 = time.perf_counter()
+        body = pane.window_json(built, q, checkpoint, compatible_only, offset, limit, paths=not ctx.remote())
+        t2 = time.perf_counter()
+        # Server-Timing: where the route's own time went (benchmarks/pane_webui.py --profile reads it).
+        timing = f"pane;dur={(t1 - t0) * 1000:.1f}, window;dur={(t2 - t1) * 1000:.1f}"
+        return AsciiJSONResponse(body, headers={"Server-Timing": timing})
 
     from lib_lora.api_characters import add_routes as add_character_routes
 

@@ -70,6 +70,11 @@ class Settings:
     civitai_preview_nsfw: str = "pg13"
     civitai_preview_mode: str = "blur"
     download_subfolder: str = "none"
+    #: The WebUI's extra-networks pane: leave its built-in "Lora" page out (LoRA Studio's page replaces it).
+    #: Off by default: the built-in page is the WebUI's own and other extensions add to it; on, the pane
+    #: with a big library is several times lighter (benchmarks/pane_webui.py: the built-in page renders
+    #: every LoRA into both tabs, and the WebUI's scripts walk those cards on every change of the page).
+    pane_hide_builtin_lora: bool = False
     #: Values that were ignored while reading (one line each); not a setting.
     problems: tuple[str, ...] = field(default=(), compare=False)
 
@@ -278,6 +283,9 @@ SCHEMA: tuple[OptionSpec, ...] = (
         "choice",
         (("none", "None"), ("base-model", "Base model"), ("category", "Category")),
     ),
+    OptionSpec("pane_hide_builtin_lora",
+               "Extra-networks pane: hide the built-in Lora page (LoRA Studio's page replaces it; Reload UI)",
+               "bool", info="a big library's pane opens and filters much faster without it"),
 )
 
 #: Settings whose value is never shown back (API answers, infotexts, logs).

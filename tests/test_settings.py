@@ -35,7 +35,9 @@ def test_defaults() -> None:
         "civitai_preview_nsfw",
         "civitai_preview_mode",
         "download_subfolder",
+        "pane_hide_builtin_lora",
     }
+    assert not d.pane_hide_builtin_lora  # the WebUI's own Lora page stays unless the user hides it
     assert d.consistency_clip_model == "ViT-B-32" and d.consistency_clip_pretrained == "openai"
 
 

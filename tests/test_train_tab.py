@@ -291,7 +291,8 @@ def test_tab_builds_and_polls_in_this_gradio(world):
     deps = config["dependencies"]
     if cg.IS_GRADIO_4:
         assert type(tab.timer).__name__ == "Timer"
-        assert any("tick" in str(d.get("targets")) for d in deps)
+        ticks = [d for d in deps if "tick" in str(d.get("targets"))]
+        assert ticks and all(d["targets"][0][0] in d["outputs"] for d in ticks)  # each tick sets its timer's pace
     else:
         assert any(d.get("trigger") == "load" and d.get("every") == 1.0 for d in deps)
     elem_ids = {comp.get("props", {}).get("elem_id") for comp in config["components"]}
@@ -303,6 +304,7 @@ def test_tab_builds_and_polls_in_this_gradio(world):
     seen = outputs[-1]
     again = tab.refresh(None, seen)
     assert again[2] == cg.update() and again[5] == cg.update()  # nothing new: not re-sent
+    assert again[-1]["active"] is False  # no job: the timer slows down (paced)
 
     if os.name == "nt":
         return
@@ -331,3 +333,12 @@ def test_tab_for_a_remote_webui_has_its_buttons_off(tmp_path):
             assert c[key].interactive is False, key
     finally:
         w.close()
+
+
+def test_paced_polls_slowly_while_nothing_runs() -> None:
+    """gradio 4's timer gets its next interval from each tick: quick while busy, IDLE_POLL_SECONDS otherwise."""
+    from lib_lora.ui.train_tab import IDLE_POLL_SECONDS, paced
+
+    tick = paced(lambda job: (f"<p>{job}</p>", {"active": job == "running"}), 1.0, lambda _a, out: out[-1]["active"])
+    assert tick("running") == ("<p>running</p>", {"active": True}, 1.0)
+    assert tick("done")[-1] == IDLE_POLL_SECONDS > 1.0

@@ -682,6 +682,41 @@ def test_extra_networks_page_tree_view_and_reload(webui: StandinWebUI) -> None:
     assert "o'neil & <co>" in _Cards(markup).cards
 
 
+def test_extra_networks_setting_hides_the_builtin_lora_page(webui: StandinWebUI) -> None:
+    """``lora_studio_pane_hide_builtin_lora`` (off by default): on the next before_ui (start-up, Reload UI)
+    the built-in Lora page is left out of the pane and LoRA Studio's page stays; the other pages stay."""
+    from modules import script_callbacks, ui_extra_networks
+
+    class BuiltinPage(ui_extra_networks.ExtraNetworksPage):  # type: ignore[misc]
+        def list_items(self):  # type: ignore[no-untyped-def]
+            return iter(())
+
+        def allowed_directories_for_previews(self) -> list[str]:
+            return []
+
+    def reload_ui(builtin_first: bool = True) -> list[str]:
+        ui_extra_networks.initialize()
+        if builtin_first:  # the built-in extensions' before_ui ran first (A1111's order)
+            ui_extra_networks.register_page(BuiltinPage("Lora"))
+        script_callbacks.before_ui_callback()
+        if not builtin_first:  # ... or after LoRA Studio's (Forge's order)
+            ui_extra_networks.register_page(BuiltinPage("Lora"))
+        ui_extra_networks.register_page(BuiltinPage("Checkpoints"))
+        script_callbacks.before_component_callback(None, elem_id="txt2img_prompt")  # the UI starts being made
+        return [p.title for p in ui_extra_networks.create_ui(None, [], "txt2img").stored_extra_pages]
+
+    assert webui.shared.opts.lora_studio_pane_hide_builtin_lora is False
+    assert sorted(reload_ui()) == ["Checkpoints", "LoRA Studio", "Lora"]
+    webui.set_option("lora_studio_pane_hide_builtin_lora", True)
+    assert sorted(reload_ui()) == ["Checkpoints", "LoRA Studio"]
+    assert sorted(reload_ui(builtin_first=False)) == ["Checkpoints", "LoRA Studio"]
+    ui_extra_networks.register_page(BuiltinPage("Lora"))  # the UI is made: later components change nothing
+    script_callbacks.before_component_callback(None, elem_id="txt2img_neg_prompt")
+    assert [p.title for p in ui_extra_networks.extra_pages][-1] == "Lora"
+    webui.set_option("lora_studio_pane_hide_builtin_lora", False)
+    assert sorted(reload_ui(builtin_first=False)) == ["Checkpoints", "LoRA Studio", "Lora"]
+
+
 def _pane_markup(tabname: str) -> str:
     from modules import ui_extra_networks
 

@@ -102,12 +102,16 @@ def _webui_python() -> str:
     return os.environ.get("WEBUI_PYTHON") or str(Path(WEBUI_DIR) / "venv" / "bin" / "python")
 
 
-def _runner(root: Path, config: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
-    """The runner's command line (its config written next to it) and environment (offline)."""
+def _runner(root: Path, config: dict[str, Any], extension: Path = REPO) -> tuple[list[str], dict[str, str]]:
+    """The runner's command line (its config written next to it) and environment (offline); with another
+    ``extension`` checkout, its ``lib_lora`` is the one imported (benchmarks/pane_webui.py --against)."""
     cfg = root / "config.json"
     cfg.write_text(json.dumps(config), encoding="utf-8")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
     env.pop("LORA_STUDIO_DATA", None)
+    if extension.resolve() != REPO.resolve():
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != REPO.resolve()]
+        env["PYTHONPATH"] = os.pathsep.join([str(extension), *paths])
     return [_webui_python(), str(REPO / "tests" / "webui_real_runner.py"), str(cfg)], env
 
 
@@ -442,6 +446,16 @@ def ui_url(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Any:
     """The real WebUI's UI on a loopback port, with an SD 1.5 and an SDXL LoRA, SD 1.5 selected."""
     pytest.importorskip("playwright.sync_api")
     root = tmp_path_factory.mktemp("webui-ui")
+    lora, ckpt = _ui_library(root, fixtures_dir)
+    try:
+        with serving_ui(root, lora, ckpt, fixtures_dir / "clip-tokenizer") as url:
+            yield url
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+def _ui_library(root: Path, fixtures_dir: Path) -> tuple[Path, Path]:
+    """An SD 1.5 LoRA (with its A1111 sidecar) and an SDXL one; an SD 1.5 and an SDXL checkpoint."""
     lora, ckpt = root / "Lora", root / "Stable-diffusion"
     for d in (lora / "xl", ckpt):
         d.mkdir(parents=True)
@@ -453,17 +467,15 @@ def ui_url(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Any:
 
     make_checkpoint(ckpt, "sd15", "ckpt-sd1")
     make_checkpoint(ckpt, "sdxl", "ckpt-sdxl")
-    try:
-        with serving_ui(root, lora, ckpt, fixtures_dir / "clip-tokenizer") as url:
-            yield url
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
+    return lora, ckpt
 
 
 @contextlib.contextmanager
-def serving_ui(root: Path, lora: Path, ckpt: Path, clip_tokenizer: Path, timeout: float = 900) -> Iterator[str]:
+def serving_ui(root: Path, lora: Path, ckpt: Path, clip_tokenizer: Path, timeout: float = 900,
+               extension: Path = REPO, options: dict[str, Any] | None = None) -> Iterator[str]:
     """The real WebUI's UI (tests/webui_real_runner.py ``serve_ui``) over ``lora`` / ``ckpt`` with LoRA Studio
-    linked into ``root/data/extensions``, SD 1.5 selected; yields its URL (also used by benchmarks/)."""
+    (this checkout, or ``extension``) linked into ``root/data/extensions``, SD 1.5 selected and the WebUI
+    ``options`` set before the UI is built; yields its URL (also used by benchmarks/)."""
     import time
 
     from e2e_support import free_port, stop_process
@@ -471,8 +483,10 @@ def serving_ui(root: Path, lora: Path, ckpt: Path, clip_tokenizer: Path, timeout
     data = root / "data"
     (data / "extensions").mkdir(parents=True, exist_ok=True)
     link = data / "extensions" / "lora-studio"
+    if link.is_symlink() and link.resolve() != extension.resolve():
+        link.unlink()  # a work folder reused with another checkout of LoRA Studio: serve this one
     if not link.exists():
-        link.symlink_to(REPO, target_is_directory=True)
+        link.symlink_to(extension, target_is_directory=True)
     ready, stop = root / "ui-ready", root / "ui-stop"
     ready.unlink(missing_ok=True)
     stop.unlink(missing_ok=True)
@@ -480,8 +494,9 @@ def serving_ui(root: Path, lora: Path, ckpt: Path, clip_tokenizer: Path, timeout
         "data_dir": str(data), "lora_dir": str(lora), "ckpt_dir": str(ckpt), "checkpoint": "sd15.safetensors",
         "clip_tokenizer": str(clip_tokenizer), "out": str(root / "out.json"), "styles": [], "scenarios": {},
         "serve_ui": True, "ui_port": free_port(), "ui_ready": str(ready), "ui_stop": str(stop),
+        "options": options or {}, "allowed_paths": [str(extension.resolve())],
     }  # fmt: skip
-    command, env = _runner(root, config)
+    command, env = _runner(root, config, extension)
     log = root / "webui-ui.log"
     with open(log, "w", encoding="utf-8") as fh:
         proc = subprocess.Popen(command, cwd=WEBUI_DIR, env=env, stdout=fh, stderr=subprocess.STDOUT)
@@ -556,5 +571,35 @@ def test_extra_networks_pane_in_the_real_ui(ui_url: str, tab: str, test_output: 
             page.locator(f'{card}[data-name="zk_alice"] .name').click()  # a second click removes them
             prompt = page.locator(f"#{tab}_prompt textarea").input_value()
             assert "<lora:" not in prompt and "red coat" not in prompt, prompt
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+def test_extra_networks_pane_without_the_builtin_lora_page(tmp_path: Path, fixtures_dir: Path) -> None:
+    """With ``lora_studio_pane_hide_builtin_lora`` on, the real UI's pane has no built-in Lora page (in Forge
+    its on_before_ui runs after LoRA Studio's: the page is taken out at the first component) and LoRA
+    Studio's page works."""
+    pytest.importorskip("playwright.sync_api")
+    from e2e_support import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+
+    lora, ckpt = _ui_library(tmp_path, fixtures_dir)
+    options = {"lora_studio_pane_hide_builtin_lora": True}
+    with serving_ui(tmp_path, lora, ckpt, fixtures_dir / "clip-tokenizer", options=options) as url, \
+            sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(url, timeout=120_000)
+            card = "#txt2img_lora_studio_cards .lss-pane-card"
+            page.wait_for_selector(card, state="attached", timeout=120_000)
+            titles = page.locator("#txt2img_extra_tabs > .tab-nav button").evaluate_all(
+                "els => els.map(e => e.textContent.trim())")
+            assert "LoRA Studio" in titles and "Lora" not in titles, titles
+            assert page.locator("#txt2img_lora_cards, #img2img_lora_cards").count() == 0
+            page.locator("#txt2img_extra_tabs button", has_text="LoRA Studio").first.click()
+            page.locator(f'{card}[data-name="zk_alice"] .name').click()
+            assert "<lora:zk_alice:" in page.locator("#txt2img_prompt textarea").input_value()
         finally:
             browser.close()

@@ -89,6 +89,8 @@ def main() -> None:
 
     app = FastAPI()
     api = api_mod.Api(app, call_queue.queue_lock)
+    for key, value in CONFIG.get("options", {}).items():  # settings that shape the UI (serve_ui)
+        shared.opts.set(key, value)
     script_callbacks.before_ui_callback()
     script_callbacks.app_started_callback(None, app)
     OUT["api_routes"] = sorted({r.path for r in app.routes if "/lora-studio/" in getattr(r, "path", "")})
@@ -352,7 +354,7 @@ def serve_ui() -> None:
     # its data dir (the default --gradio-allowed-path) and LoRA Studio's folder (symlinked into the data
     # dir's extensions/; gradio resolves links).
     allowed = [str(Path.cwd()), *(getattr(shared.cmd_opts, "gradio_allowed_path", None) or []),
-               str(Path(__file__).resolve().parents[1])]
+               str(Path(__file__).resolve().parents[1]), *CONFIG.get("allowed_paths", [])]
     app, local_url, _share = shared.demo.launch(
         server_name="127.0.0.1", server_port=int(CONFIG["ui_port"]), prevent_thread_lock=True, inbrowser=False,
         allowed_paths=allowed,

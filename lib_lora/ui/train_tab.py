@@ -19,7 +19,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,11 @@ TAB_ID = "lora_studio_train"
 ARCH_AUTO = "auto (from the checkpoint)"
 ARCH_CHOICES = (ARCH_AUTO, "sd1", "sdxl", "flux1")
 POLL_SECONDS = 1.0
+#: The polls' interval while nothing runs (gradio 4's gr.Timer; :func:`poll_every`): every tick is a request
+#: and an update of the page, and the WebUI's own scripts walk the whole page after each update (with a big
+#: extra-networks pane, a quarter of a million elements: 0.1–0.3 s of script a tick on a slow machine), so
+#: an idle tab ticks rarely; a job started elsewhere (the API, another browser) shows up within this time.
+IDLE_POLL_SECONDS = 15.0
 LOG_LINES = 30
 HISTORY_ROWS = 50
 #: gradio 3 outlines every output of a running event, even with show_progress="hidden": the polled
@@ -438,6 +443,7 @@ class Poll:
     job_ids: tuple[str, ...]
     can_cancel: bool
     can_resume: bool
+    active: bool = False  # some job of the service is queued or running (not only the shown one)
 
 
 class TrainTabController:
@@ -571,6 +577,7 @@ class TrainTabController:
             job_ids=tuple(v.id for v in history),
             can_cancel=bool(view is not None and not view.done and not self.service.remote()),
             can_resume=bool(view is not None and view.resumable and not self.service.remote()),
+            active=any(not v.done for v in history),
         )
 
     # -- trainer environment
@@ -679,9 +686,12 @@ def _sample_caption(path: str) -> str:
 # gradio
 
 
-def poll_every(seconds: float, fn: Any, inputs: list[Any], outputs: list[Any]) -> Any:
+def poll_every(seconds: float, fn: Any, inputs: list[Any], outputs: list[Any],
+               busy: Callable[[tuple[Any, ...], tuple[Any, ...]], bool] | None = None) -> Any:
     """Call ``fn`` every ``seconds`` while the page is open: a ``gr.Timer`` in gradio 4.40+, a repeating
-    load event (``every=``) in gradio 3."""
+    load event (``every=``) in gradio 3. With ``busy`` (``fn``'s inputs and outputs -> whether something is going on) and
+    a ``gr.Timer``, the timer is one more output of the tick and slows to :data:`IDLE_POLL_SECONDS` while
+    nothing is (gradio 3's ``every=`` cannot change its interval)."""
     import gradio as gr
 
     from lib_lora.ui import compat_gradio as cg
@@ -689,7 +699,10 @@ def poll_every(seconds: float, fn: Any, inputs: list[Any], outputs: list[Any]) -
     timer_cls = getattr(gr, "Timer", None)
     if cg.IS_GRADIO_4 and timer_cls is not None:
         timer = timer_cls(seconds)
-        timer.tick(fn, inputs=inputs, outputs=outputs, show_progress="hidden")
+        if busy is None:
+            timer.tick(fn, inputs=inputs, outputs=outputs, show_progress="hidden")
+        else:
+            timer.tick(paced(fn, seconds, busy), inputs=inputs, outputs=[*outputs, timer], show_progress="hidden")
         return timer
     from gradio.context import Context
 
@@ -699,6 +712,17 @@ def poll_every(seconds: float, fn: Any, inputs: list[Any], outputs: list[Any]) -
     if cg.IS_GRADIO_4:  # 4.0–4.39: every= on load still works
         return root.load(fn, inputs=inputs, outputs=outputs, every=seconds, show_progress="hidden")
     return root.load(fn, inputs=inputs, outputs=outputs, every=seconds, show_progress="hidden")
+
+
+def paced(fn: Any, seconds: float, busy: Callable[[tuple[Any, ...], tuple[Any, ...]], bool]) -> Any:
+    """``fn`` with its timer's next interval as one more output: ``seconds`` while ``busy(inputs, outputs)``,
+    :data:`IDLE_POLL_SECONDS` otherwise."""
+
+    def run(*args: Any) -> tuple[Any, ...]:
+        out = tuple(fn(*args))
+        return (*out, seconds if busy(args, out) else max(seconds, IDLE_POLL_SECONDS))
+
+    return run
 
 
 def on_load(fn: Any, inputs: list[Any], outputs: list[Any]) -> Any:
@@ -862,6 +886,7 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
         if tuple(seen.get("ids") or ()) != p.job_ids:
             job_update = cg.update(choices=list(p.job_ids))
             seen["ids"] = p.job_ids
+        seen["active"] = p.active  # the timer's pace (poll_every's busy)
         return (p.progress_html, p.loss_html, gallery, p.log_text, p.history_html, job_update,
                 cg.update(interactive=p.can_cancel), cg.update(interactive=p.can_resume), seen)
 
@@ -893,7 +918,7 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
         return cg.update(choices=[v.id for v in svc.history()], value=new_id), notice
 
     c["resume"].click(resume, inputs=[c["job"]], outputs=[c["job"], c["notice"]])
-    c["job"].change(refresh, inputs=[c["job"], c["seen"]], outputs=live, show_progress="hidden")
+    # (the timer is made last, below: a started or picked job sets its pace at once through this event)
 
     def refresh_checkpoints() -> Any:
         return cg.update(choices=ctl.checkpoint_titles())
@@ -907,7 +932,15 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
     c["env_refresh"].click(lambda: ctl.env_html(refresh=True), inputs=[], outputs=[c["env"]])
     on_load(lambda: ctl.env_html(), inputs=[], outputs=[c["env"]])
     on_load(refresh, inputs=[c["job"], c["seen"]], outputs=live)
-    timer = poll_every(poll_seconds, refresh, inputs=[c["job"], c["seen"]], outputs=live)
+    def busy(_args: tuple[Any, ...], out: tuple[Any, ...]) -> bool:
+        return bool(out[-1].get("active"))
+
+    timer = poll_every(poll_seconds, refresh, inputs=[c["job"], c["seen"]], outputs=live, busy=busy)
+    if type(timer).__name__ == "Timer":
+        c["job"].change(paced(refresh, poll_seconds, busy), inputs=[c["job"], c["seen"]], outputs=[*live, timer],
+                        show_progress="hidden")
+    else:
+        c["job"].change(refresh, inputs=[c["job"], c["seen"]], outputs=live, show_progress="hidden")
     return TrainTab(controller=ctl, components=c, timer=timer, refresh=refresh)
 
 
@@ -920,6 +953,7 @@ __all__ = [
     "build_train_tab",
     "gallery_items",
     "on_load",
+    "paced",
     "poll_every",
     "render_env_html",
     "render_gpus_html",

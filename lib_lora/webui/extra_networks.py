@@ -124,10 +124,46 @@ def page_class() -> type:
     return LoraStudioPage
 
 
+#: The built-in Lora extension's page in the pane (its ``extra_networks_tabname``, from the title "Lora").
+BUILTIN_LORA_TABNAME = "lora"
+#: The built-in page is still to be hidden once every ``on_before_ui`` has run (see :func:`before_ui_hook`).
+_HIDE_PENDING: list[bool] = [False]
+
+
 def before_ui_hook() -> None:
-    """``on_before_ui``: register the page (the WebUI has just cleared its pages, also on Reload UI)."""
+    """``on_before_ui``: register the page (the WebUI has just cleared its pages, also on Reload UI), and
+    with the ``pane_hide_builtin_lora`` setting leave the built-in Lora page out of the pane.
+
+    The built-in extension registers its page from its own ``on_before_ui``, which may run after this one
+    (Forge runs LoRA Studio's first), so the page is taken out when the UI starts making its components
+    (the first ``on_before_component``: every ``on_before_ui`` has run and the pane is not built yet)."""
+    _HIDE_PENDING[0] = False
     try:
         uen = _m("modules.ui_extra_networks")
-        uen.register_page(page_class()(host()))
+        studio = host()
+        uen.register_page(page_class()(studio))
+        if studio.settings().pane_hide_builtin_lora and not hide_builtin_page(uen):
+            _HIDE_PENDING[0] = True
+            _m("modules.script_callbacks").on_before_component(_hide_before_first_component)
     except Exception as exc:
         _console(f"could not add the LoRA Studio page to the extra-networks pane: {exc}")
+
+
+def _hide_before_first_component(*_args: Any, **_kwargs: Any) -> None:
+    if not _HIDE_PENDING[0]:
+        return
+    _HIDE_PENDING[0] = False
+    if not hide_builtin_page(_m("modules.ui_extra_networks")):
+        _console("the built-in Lora page is not in the extra-networks pane: nothing to hide")
+
+
+def hide_builtin_page(uen: Any) -> bool:
+    """Take the built-in Lora page out of the pane's pages (``ui_extra_networks.extra_pages``, which the
+    pane is built from). Nothing else of the built-in Lora changes: ``<lora:...>`` tags still load through
+    it. ``False`` if the page is not there (yet)."""
+    pages = list(uen.extra_pages)
+    kept = [p for p in pages if getattr(p, "extra_networks_tabname", "") != BUILTIN_LORA_TABNAME]
+    if len(kept) == len(pages):
+        return False
+    uen.extra_pages[:] = kept
+    return True

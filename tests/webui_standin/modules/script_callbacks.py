@@ -15,7 +15,7 @@ class ScriptCallback:
 
 
 _CATEGORIES = ("app_started", "model_loaded", "ui_tabs", "ui_settings", "infotext_pasted", "script_unloaded",
-               "before_ui", "before_reload")
+               "before_ui", "before_reload", "before_component")
 callback_map = {f"callbacks_{c}": [] for c in _CATEGORIES}
 
 
@@ -107,3 +107,16 @@ def on_before_ui(callback, *, name=None):
 
 def on_before_reload(callback, *, name=None):
     add_callback(callback_map["callbacks_before_reload"], callback, name=name, category="before_reload")
+
+
+def on_before_component(callback, *, name=None):
+    """As the real one: ``callback(component, **kwargs)`` before each gradio component of the UI is made."""
+    add_callback(callback_map["callbacks_before_component"], callback, name=name, category="before_component")
+
+
+def before_component_callback(component, **kwargs):
+    for c in callback_map["callbacks_before_component"]:
+        try:
+            c.callback(component, **kwargs)
+        except Exception:
+            errors.report(f"Error executing callback before_component for {c.script}", exc_info=True)
