@@ -46,6 +46,7 @@ from pydantic import BaseModel, Field, constr
 
 from lib_lora import api_civitai, api_consistency, browse
 from lib_lora.errors import LoraStudioError
+from lib_lora.host import reachable_by_others, remote_refusal
 
 # Strict text (pydantic 1 would turn 5 into "5"): constr exists with the same meaning in pydantic 1 and 2.
 LongText = constr(strict=True, max_length=100_000)
@@ -189,18 +190,12 @@ class _Context:
         self._service: Any = None
 
     def remote(self) -> bool:
-        try:
-            return bool(self.host.is_remote())
-        except Exception:
-            return True
+        return reachable_by_others(self.host)
 
     def refuse_remote(self, what: str) -> None:
-        if self.remote():
-            raise _problem(
-                403,
-                f"{what} is refused: this server is reachable by others and extension access is not allowed "
-                "(start the WebUI with --enable-insecure-extension-access to allow it)",
-            )
+        refused = remote_refusal(self.host, what)
+        if refused:
+            raise _problem(403, f"{refused} (start the WebUI with --enable-insecure-extension-access to allow it)")
 
     def checkpoint(self, title: str | None) -> tuple[str | None, Any]:
         """(label, Detection) for ``title`` (default: the selected checkpoint). 404 when unknown."""

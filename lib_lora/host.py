@@ -191,6 +191,21 @@ def parse_credentials(spec: str | None) -> dict[str, str]:
     return creds
 
 
+def reachable_by_others(host: Any) -> bool:
+    """``host.is_remote()``, failing closed: a host that cannot tell counts as reachable by others."""
+    try:
+        return bool(host.is_remote())
+    except Exception:
+        return True
+
+
+def remote_refusal(host: Any, what: str) -> str | None:
+    """Why ``what`` is refused when others can reach ``host`` (no paths or writes chosen by them), else None."""
+    if reachable_by_others(host):
+        return f"{what} is refused: this server is reachable by others and extension access is not allowed"
+    return None
+
+
 def credentials_match(creds: dict[str, str], username: str | None, password: str | None) -> bool:
     """Constant-time check of one username/password pair against ``creds`` (empty ``creds``: open)."""
     if not creds:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from lib_lora.errors import AccessDeniedError, LoraStudioError, TrainerEnvironmentError, TrainingError
+from lib_lora.host import reachable_by_others
 from lib_lora.train.dataset import DatasetReport, check_dataset, write_missing_captions
 from lib_lora.train.gpus import GpuInfo, list_gpus, parse_gpu_ids, webui_cuda
 from lib_lora.train.holding import GpuHold
@@ -108,10 +109,7 @@ class TrainingService:
     # ------------------------------------------------------------------------------- access
 
     def remote(self) -> bool:
-        try:
-            return bool(self.host.is_remote())
-        except Exception:
-            return True  # cannot tell: be safe
+        return reachable_by_others(self.host)  # cannot tell: counts as remote
 
     def require_local(self, what: str = "training") -> None:
         """Raise :class:`AccessDeniedError` when others can reach this UI."""

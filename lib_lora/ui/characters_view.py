@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib_lora import characters as chars
+from lib_lora.host import remote_refusal
 from lib_lora.safetext import html_data, html_isolated
 from lib_lora.ui.browser import _initials
 from lib_lora.ui.browser import esc as _esc
@@ -81,17 +82,10 @@ class CharactersController:
     def names(self) -> list[str]:
         return list(self.library().names)
 
-    def _remote(self) -> bool:
-        try:
-            return bool(self.host.is_remote())
-        except Exception:
-            return True
-
     def _refuse_remote(self, what: str) -> None:
-        if self._remote():
-            raise chars.CharacterError(
-                f"{what} is refused: this server is reachable by others and extension access is not allowed"
-            )
+        refused = remote_refusal(self.host, what)
+        if refused:
+            raise chars.CharacterError(refused)
 
     # -- badges
     def _badges(self, character: chars.Character) -> list[tuple[str, str, str]]:

@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Any
 
+from lib_lora.host import remote_refusal
+
 CARD_OPS = ("fetch", "download-new")
 _WAIT_ONE = 120.0  # seconds a card's fetch may take before the panel stops waiting (the job goes on)
 
@@ -80,16 +82,6 @@ def _service(host: Any) -> Any:
     return service_for(host)
 
 
-def _refuse_remote(host: Any, what: str) -> str | None:
-    try:
-        remote = bool(host.is_remote())
-    except Exception:
-        remote = True
-    if remote:
-        return f"{what} is refused: this server is reachable by others and extension access is not allowed"
-    return None
-
-
 def handle_command(host: Any, ctl: Any, command: dict[str, Any]) -> str:
     """Run a card command; the message for the panel."""
     op = command.get("op")
@@ -97,7 +89,7 @@ def handle_command(host: Any, ctl: Any, command: dict[str, Any]) -> str:
     entry = ctl.cache.get().get(name)
     if entry is None:
         return f"{name}: not in the library (rescan?)"
-    refused = _refuse_remote(host, "Fetching from Civitai" if op == "fetch" else "Downloading")
+    refused = remote_refusal(host, "Fetching from Civitai" if op == "fetch" else "Downloading")
     if refused:
         return refused
     svc = _service(host)
@@ -177,7 +169,7 @@ def build_remote_row(host: Any, ctl: Any, filters: list[Any], cards: Any) -> Non
         yield _status_html(job), job.id, ctl.render(*values)
 
     def start(kind: str, *values: Any) -> Any:
-        refused = _refuse_remote(host, "Going online")
+        refused = remote_refusal(host, "Going online")
         if refused:
             yield f'<div class="lss-remote-status lss-error">{_esc(refused)}</div>', "", cg.update()
             return
@@ -196,7 +188,7 @@ def build_remote_row(host: Any, ctl: Any, filters: list[Any], cards: Any) -> Non
         yield from start("versions", *values)
 
     def download(u: str, s: str, *values: Any) -> Any:
-        refused = _refuse_remote(host, "Downloading")
+        refused = remote_refusal(host, "Downloading")
         if refused:
             yield f'<div class="lss-remote-status lss-error">{_esc(refused)}</div>', "", cg.update()
             return
