@@ -36,13 +36,14 @@ from typing import Any
 from lib_lora.characters.create import CharacterError, next_version, version_stem
 from lib_lora.characters.layout import LORA_DIR, RESERVED_SUFFIX, SUBDIRS, reserved_number
 from lib_lora.characters.promptsfile import PROMPTS_FILENAME
+from lib_lora.errors import SidecarError
+from lib_lora.sidecars.jsonfile import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lora-studio-reservations.lock"
 _THREAD_LOCK = threading.Lock()  # the file lock excludes processes; this one the threads of this one
 _MAX_TRIES = 10_000
-_JOB_FILE = "job.json"
 
 
 def this_host() -> str:
@@ -174,12 +175,12 @@ else:
 
 def _read_job(jobs_dir: str, job_id: str) -> Any:
     """The :class:`~lib_lora.train.jobs.JobRecord` of ``job_id`` in a job store; ``None``: not there."""
-    from lib_lora.train.jobs import JobRecord
+    from lib_lora.train.jobs import JOB_FILE, JobRecord
 
     if not job_id or os.sep in job_id or "/" in job_id or job_id.startswith("."):
         return None
     try:
-        data = json.loads((Path(jobs_dir) / job_id / _JOB_FILE).read_text(encoding="utf-8"))
+        data = json.loads((Path(jobs_dir) / job_id / JOB_FILE).read_text(encoding="utf-8"))
         return JobRecord.from_dict(data)
     except FileNotFoundError:
         return None
@@ -261,13 +262,6 @@ def _write_new(res: Reservation) -> None:
         json.dump(res.to_json(), fh)
 
 
-def _rewrite(res: Reservation) -> None:
-    tmp = f"{res.path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(res.to_json(), fh)
-    os.replace(tmp, res.path)
-
-
 def _version_files(lora: Path, name: str, version: int) -> list[str]:
     """Files of ``<name>_v<N>`` in ``lora/`` (the LoRA or any sidecar: such a name is not free)."""
     stem = version_stem(name, version).casefold()
@@ -346,11 +340,13 @@ def hold(character_folder: str | os.PathLike[str], name: str, version: int, *, j
             if current is None:
                 _write_new(res)
             else:
-                _rewrite(res)
+                atomic_write_text(res.path, json.dumps(res.to_json()))
         except FileExistsError:
             raise CharacterError(f"{res.stem} was reserved meanwhile") from None
         except OSError as exc:
             raise CharacterError(f"cannot reserve {res.stem} in {lora}: {exc.strerror or exc}") from None
+        except SidecarError as exc:
+            raise CharacterError(f"cannot reserve {res.stem}: {exc}") from None
         return res
 
 
