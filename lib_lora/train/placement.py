@@ -299,48 +299,49 @@ def place_file(source: str, folder: str, stem: str, suffix: str,
         name = numbering(stem, n)
         target = os.path.join(folder, name + suffix)
         why = _why_taken(folder, name, target, taken)
-        if why:
-            if exact:
-                raise TrainingError(f"{target} cannot be written: {why}")
-            continue
-        try:
-            os.link(source, target)
-            return target
-        except FileExistsError:
-            if exact:
-                raise TrainingError(f"{target} cannot be written: it was created meanwhile") from None
-            continue
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES,
-                                 getattr(errno, "EOPNOTSUPP", errno.ENOTSUP)):
-                raise TrainingError(f"cannot write into {folder}: {exc.strerror or exc}") from None
-        tmp = os.path.join(folder, f".{name}{suffix}.{os.getpid()}.tmp")
-        try:
-            shutil.copyfile(source, tmp)
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                if exact:
-                    raise TrainingError(f"{target} cannot be written: it was created meanwhile") from None
-                continue
-            except OSError:  # a file system without hard links: exclusive create, then copy into it
-                try:
-                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                except FileExistsError:
-                    if exact:
-                        raise TrainingError(f"{target} cannot be written: it was created meanwhile") from None
-                    continue
-                os.close(fd)
-                os.replace(tmp, target)
-            return target
-        except OSError as exc:
-            raise TrainingError(f"cannot copy the LoRA into {folder}: {exc.strerror or exc}") from None
-        finally:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        if not why:
+            if _put(source, folder, target):
+                return target
+            why = "it was created meanwhile"
+        if exact:
+            raise TrainingError(f"{target} cannot be written: {why}")
     raise TrainingError(f"{folder} already holds {stem}{suffix} and {_MAX_COPIES - 2} numbered copies")
+
+
+def _put(source: str, folder: str, target: str) -> bool:
+    """Link (else copy) ``source`` to the free name ``target`` without ever replacing a file; False when
+    another writer created ``target`` meanwhile."""
+    try:
+        os.link(source, target)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES,
+                             getattr(errno, "EOPNOTSUPP", errno.ENOTSUP)):
+            raise TrainingError(f"cannot write into {folder}: {exc.strerror or exc}") from None
+    tmp = os.path.join(folder, f".{os.path.basename(target)}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: exclusive create, then copy into it
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            os.close(fd)
+            os.replace(tmp, target)
+        return True
+    except OSError as exc:
+        raise TrainingError(f"cannot copy the LoRA into {folder}: {exc.strerror or exc}") from None
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def _why_taken(folder: str, stem: str, target: str, taken: Callable[[str], bool]) -> str:
