@@ -18,7 +18,7 @@ from lib_lora.errors import LoraStudioError
 from lib_lora.train.autocaption import write_tagged_captions
 from lib_lora.train.coverage import check_coverage, coverage_html
 from lib_lora.train.dataset import DatasetReport
-from lib_lora.ui.train_tab import TAB_ID, _notice, esc, paced, poll_every, render_report_html
+from lib_lora.ui.train_tab import TAB_ID, _notice, bind_paced, esc, poll_every, render_report_html
 
 NO_TAGGERS = "Captions from the WebUI's taggers (DeepDanbooru, CLIP/BLIP interrogator) need the WebUI."
 NO_SHEETS = "Consistency sheets need the WebUI: they render with its own generation."
@@ -203,13 +203,8 @@ def build_sheet_tools(gr: Any, cg: Any, tools: ConsistencyTools, c: dict[str, An
     c["sheet_timer"] = poll_every(SHEET_POLL_SECONDS, poll, inputs=[c["sheet_id"], c["sheet_shown"]],
                                   outputs=[c["sheet_status"], c["sheet_image"], c["sheet_shown"]],
                                   busy=lambda args, _out: bool(args[0]))
-    if type(c["sheet_timer"]).__name__ == "Timer":
-        c["sheet_start"].click(paced(start, SHEET_POLL_SECONDS, lambda _args, out: bool(out[0])),
-                               inputs=[c["job"], c["sheet_weights"]],
-                               outputs=[c["sheet_id"], c["sheet_status"], c["sheet_image"], c["sheet_timer"]])
-    else:
-        c["sheet_start"].click(start, inputs=[c["job"], c["sheet_weights"]],
-                               outputs=[c["sheet_id"], c["sheet_status"], c["sheet_image"]])
+    bind_paced(c["sheet_start"].click, start, SHEET_POLL_SECONDS, lambda _args, out: bool(out[0]), c["sheet_timer"],
+               inputs=[c["job"], c["sheet_weights"]], outputs=[c["sheet_id"], c["sheet_status"], c["sheet_image"]])
 
 
 __all__ = ["NO_SHEETS", "NO_TAGGERS", "ConsistencyTools", "build_caption_tools", "build_sheet_tools"]

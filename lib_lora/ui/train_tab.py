@@ -725,6 +725,15 @@ def paced(fn: Any, seconds: float, busy: Callable[[tuple[Any, ...], tuple[Any, .
     return run
 
 
+def bind_paced(listener: Any, fn: Any, seconds: float, busy: Callable[[tuple[Any, ...], tuple[Any, ...]], bool],
+               timer: Any, inputs: list[Any], outputs: list[Any], **kwargs: Any) -> Any:
+    """``listener(fn, …)`` (a component's ``click``/``change``); when ``timer`` is a ``gr.Timer`` the event
+    also sets its pace at once (:func:`paced`), as its own ticks do."""
+    if type(timer).__name__ == "Timer":
+        return listener(paced(fn, seconds, busy), inputs=inputs, outputs=[*outputs, timer], **kwargs)
+    return listener(fn, inputs=inputs, outputs=outputs, **kwargs)
+
+
 def on_load(fn: Any, inputs: list[Any], outputs: list[Any]) -> Any:
     from gradio.context import Context
 
@@ -932,15 +941,13 @@ def build_train_tab(host: Any, service: TrainingService | None = None, *,
     c["env_refresh"].click(lambda: ctl.env_html(refresh=True), inputs=[], outputs=[c["env"]])
     on_load(lambda: ctl.env_html(), inputs=[], outputs=[c["env"]])
     on_load(refresh, inputs=[c["job"], c["seen"]], outputs=live)
+
     def busy(_args: tuple[Any, ...], out: tuple[Any, ...]) -> bool:
         return bool(out[-1].get("active"))
 
     timer = poll_every(poll_seconds, refresh, inputs=[c["job"], c["seen"]], outputs=live, busy=busy)
-    if type(timer).__name__ == "Timer":
-        c["job"].change(paced(refresh, poll_seconds, busy), inputs=[c["job"], c["seen"]], outputs=[*live, timer],
-                        show_progress="hidden")
-    else:
-        c["job"].change(refresh, inputs=[c["job"], c["seen"]], outputs=live, show_progress="hidden")
+    bind_paced(c["job"].change, refresh, poll_seconds, busy, timer, inputs=[c["job"], c["seen"]], outputs=live,
+               show_progress="hidden")
     return TrainTab(controller=ctl, components=c, timer=timer, refresh=refresh)
 
 
@@ -950,6 +957,7 @@ __all__ = [
     "TAB_ID",
     "TrainTab",
     "TrainTabController",
+    "bind_paced",
     "build_train_tab",
     "gallery_items",
     "on_load",
